@@ -1,0 +1,1 @@
+"""Flax (linen) modules over `poolnets.pooling`, and the downsample/head registries."""
