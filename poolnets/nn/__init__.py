@@ -1,1 +1,5 @@
 """Flax (linen) modules over `poolnets.pooling`, and the downsample/head registries."""
+from poolnets.nn.adaptive import AdaptiveAvgPool as AdaptiveAvgPool
+from poolnets.nn.adaptive import AdaptiveMaxPool as AdaptiveMaxPool
+from poolnets.nn.adaptive import GlobalPool as GlobalPool
+from poolnets.nn.adaptive import SpatialPyramidPool as SpatialPyramidPool
