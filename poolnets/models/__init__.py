@@ -13,12 +13,25 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from poolnets.models.allcnn import AllCNN
+from poolnets.models.cifar_resnet import cifar_resnet
 from poolnets.models.lenet import LeNet5, LeNet5_1998
+from poolnets.models.resnet import ResNet18, ResNet34, ResNet50, ResNet101, ResNet152
+from poolnets.models.vgg import vgg
 from poolnets.nn.registry import check_downsample, check_head
 
 _MODELS: dict[str, functools.partial] = {
     "lenet5": functools.partial(LeNet5),
     "lenet5_1998": functools.partial(LeNet5_1998),
+    **{f"vgg{n}": vgg(n) for n in (11, 13, 16, 19)},
+    **{f"vgg{n}_bn": vgg(n, batch_norm=True) for n in (11, 13, 16, 19)},
+    "resnet18": ResNet18,
+    "resnet34": ResNet34,
+    "resnet50": ResNet50,
+    "resnet101": ResNet101,
+    "resnet152": ResNet152,
+    **{f"resnet{n}": cifar_resnet(n) for n in (20, 32, 44, 56, 110)},
+    "allcnn_c": functools.partial(AllCNN),
 }
 
 
