@@ -1,0 +1,93 @@
+"""Explicit window taps for research pools whose reduction is not a `lax.reduce_window` monoid.
+
+Weighted, stochastic and median pools need every element of a window at once (softmax
+weights, sampling, sorting). `gather_window_taps` lays the windows out along a trailing
+tap axis, `(*batch, *out, features, K)` with `K = prod(window_shape)`, using one strided
+slice per tap offset (cheap for the small windows these pools use, differentiable,
+any dtype). Geometry (argument checks, padding, output shape) comes from
+`poolnets.pooling.geometry`; research pools ignore padded taps, so `valid_tap_mask`
+marks which taps fall on real input elements.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from poolnets.pooling.geometry import Padding, WindowGeometry, window_geometry
+
+
+def research_geometry(
+    x: jax.Array, window_shape: Any, strides: Any, padding: Padding
+) -> WindowGeometry:
+    """Geometry of a research pool: no dilation, floor mode, and padding of at most half
+    the window (so every window holds at least one real input element)."""
+    return window_geometry(
+        np.shape(x), window_shape, strides, padding, max_padding_half_window=True
+    )
+
+
+def require_float(x: jax.Array, op: str) -> None:
+    """Weighted pools average; integer input is a `TypeError`, as for `avg_pool`."""
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        raise TypeError(f"{op} averages and needs a floating-point x; got x.dtype={x.dtype}")
+
+
+def compute_dtype(dtype: Any) -> Any:
+    """Accumulation dtype: float32 for half-precision inputs, else the input dtype."""
+    return jnp.promote_types(dtype, jnp.float32)
+
+
+def gather_window_taps(x: jax.Array, geometry: WindowGeometry) -> jax.Array:
+    """All taps of every window: `(*batch, *spatial, C)` -> `(*batch, *out, C, K)`.
+
+    Tap `k` is the window offset `np.unravel_index(k, window_shape)` (row-major). Taps in
+    the padding hold 0; combine with `valid_tap_mask` before reducing.
+    """
+    nb = geometry.num_batch_dims
+    pad = ((0, 0),) * nb + geometry.padding + ((0, 0),)
+    padded = jnp.pad(x, pad)
+    taps = []
+    for offset in itertools.product(*(range(k) for k in geometry.window_shape)):
+        start = (0,) * nb + offset + (0,)
+        limit = (
+            padded.shape[:nb]
+            + tuple(
+                o + (n - 1) * s + 1
+                for o, n, s in zip(offset, geometry.output_shape, geometry.strides, strict=True)
+            )
+            + padded.shape[-1:]
+        )
+        step = (1,) * nb + geometry.strides + (1,)
+        taps.append(lax.slice(padded, start, limit, step))
+    return jnp.stack(taps, axis=-1)
+
+
+def valid_tap_mask(geometry: WindowGeometry) -> np.ndarray:
+    """Boolean `(*out, 1, K)`: True where a tap lies on the input, not in padding.
+
+    Static (depends only on the geometry), so it costs nothing under `jit`.
+    """
+    per_axis = []
+    for axis, (length, k) in enumerate(zip(geometry.input_shape, geometry.window_shape,
+                                            strict=True)):
+        taps = geometry.window_starts(axis)[:, None] + np.arange(k)
+        per_axis.append((taps >= 0) & (taps < length))
+    n = len(per_axis)
+    mask = np.ones((1,) * (2 * n), dtype=bool)
+    for axis, valid in enumerate(per_axis):
+        shape = [1] * (2 * n)
+        shape[axis], shape[n + axis] = valid.shape
+        mask = mask & valid.reshape(shape)
+    # (*out, *window) -> (*out, 1, K): window offsets flattened row-major like the taps.
+    return mask.reshape(geometry.output_shape + (1, -1))
+
+
+def valid_tap_count(geometry: WindowGeometry) -> np.ndarray:
+    """Number of real input elements per window, `(*out, 1)` int."""
+    return valid_tap_mask(geometry).sum(axis=-1)
