@@ -1,0 +1,157 @@
+"""Jit-compiled, data-parallel train and eval steps.
+
+One program runs over a 1-D `jax.sharding.Mesh` of all devices (axis "data"): batches are
+sharded along their leading axis, the TrainState is replicated. Under jit, XLA's SPMD
+partitioner inserts the cross-device reductions, so the loss, the gradients and BatchNorm's
+batch statistics are those of the global batch, whatever the device count.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from poolnets.data import random_shift
+from poolnets.training.state import TrainState
+
+DATA_AXIS = "data"
+Metrics = dict[str, jax.Array]
+
+
+def make_mesh(devices: list | None = None) -> Mesh:
+    """A 1-D mesh over `devices` (default: all devices) with axis name "data"."""
+    devices = jax.devices() if devices is None else devices
+    return Mesh(np.asarray(devices), (DATA_AXIS,))
+
+
+def train_step(
+    state: TrainState,
+    images: jax.Array,
+    labels: jax.Array,
+    key: jax.Array,
+    *,
+    model: nn.Module,
+    tx: optax.GradientTransformation,
+    num_classes: int,
+    label_smoothing: float,
+    max_shift: int,
+) -> tuple[TrainState, Metrics]:
+    """One SGD step on a global batch: images (B, H, W, C) float32, labels (B,) int32.
+
+    The step's randomness (shift, dropout, random pools) is `fold_in(key, state.step)`.
+    loss = mean over the batch of softmax cross-entropy against smoothed one-hot targets
+    (1 - label_smoothing) * onehot + label_smoothing / num_classes.
+    """
+    shift_key, dropout_key, pool_key = jax.random.split(jax.random.fold_in(key, state.step), 3)
+    images = random_shift(shift_key, images, max_shift)
+    targets = optax.smooth_labels(jax.nn.one_hot(labels, num_classes), label_smoothing)
+
+    def loss_fn(params: Any) -> tuple[jax.Array, tuple[jax.Array, Any]]:
+        variables = state.replace(params=params).variables()
+        logits, updates = model.apply(
+            variables,
+            images,
+            train=True,
+            mutable=["batch_stats"],
+            rngs={"dropout": dropout_key, "pool": pool_key},
+        )
+        logits = logits.astype(jnp.float32)
+        loss = optax.softmax_cross_entropy(logits, targets).mean()
+        return loss, (logits, updates.get("batch_stats", state.batch_stats))
+
+    (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        state.params
+    )
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    new_state = state.replace(
+        step=state.step + 1,
+        params=optax.apply_updates(state.params, updates),
+        batch_stats=batch_stats,
+        opt_state=opt_state,
+    )
+    accuracy = jnp.mean(jnp.argmax(logits, -1) == labels)
+    return new_state, {"loss": loss, "accuracy": accuracy}
+
+
+def eval_step(
+    state: TrainState,
+    images: jax.Array,
+    labels: jax.Array,
+    mask: jax.Array,
+    *,
+    model: nn.Module,
+) -> Metrics:
+    """Sums over the unmasked examples: {"loss_sum", "correct", "count"}.
+
+    loss is plain (unsmoothed) softmax cross-entropy. The model runs with train=False;
+    fixed "dropout"/"pool" keys are supplied only so a module that asks for one still runs.
+    """
+    key = jax.random.key(0)
+    logits = model.apply(
+        state.variables(), images, train=False, rngs={"dropout": key, "pool": key}
+    ).astype(jnp.float32)
+    loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+    weight = mask.astype(jnp.float32)
+    return {
+        "loss_sum": jnp.sum(loss * weight),
+        "correct": jnp.sum((jnp.argmax(logits, -1) == labels) * weight),
+        "count": jnp.sum(weight),
+    }
+
+
+def compile_steps(
+    mesh: Mesh, state: TrainState, batch_shape: tuple, eval_batch_shape: tuple, **step_kwargs
+) -> tuple[Callable, Callable]:
+    """Ahead-of-time compiles (train_step, eval_step) for `mesh` and the given shapes.
+
+    step_kwargs: model, tx, num_classes, label_smoothing, max_shift (static). The state
+    argument of the train step is donated, so call it as `state, m = train(state, ...)`.
+    """
+    replicated = NamedSharding(mesh, PartitionSpec())
+    sharded = NamedSharding(mesh, PartitionSpec(DATA_AXIS))
+    train = jax.jit(
+        functools.partial(train_step, **step_kwargs),
+        in_shardings=(replicated, sharded, sharded, replicated),
+        out_shardings=(replicated, replicated),
+        donate_argnums=0,
+    )
+    evaluate = jax.jit(
+        functools.partial(eval_step, model=step_kwargs["model"]),
+        in_shardings=(replicated, sharded, sharded, sharded),
+        out_shardings=replicated,
+    )
+    abstract = jax.ShapeDtypeStruct
+    state_spec = jax.tree.map(lambda x: abstract(x.shape, x.dtype), state)
+    key_spec = jax.eval_shape(lambda: jax.random.key(0))
+    train_c = train.lower(
+        state_spec,
+        abstract(batch_shape, jnp.float32),
+        abstract(batch_shape[:1], jnp.int32),
+        key_spec,
+    ).compile()
+    eval_c = evaluate.lower(
+        state_spec,
+        abstract(eval_batch_shape, jnp.float32),
+        abstract(eval_batch_shape[:1], jnp.int32),
+        abstract(eval_batch_shape[:1], jnp.bool_),
+    ).compile()
+    return train_c, eval_c
+
+
+def put_batch(mesh: Mesh, *arrays: np.ndarray) -> tuple[jax.Array, ...]:
+    """Places host arrays (this process's share of a global batch) sharded along "data"."""
+    sharding = NamedSharding(mesh, PartitionSpec(DATA_AXIS))
+    return tuple(jax.make_array_from_process_local_data(sharding, a) for a in arrays)
+
+
+def put_replicated(mesh: Mesh, tree: Any) -> Any:
+    """Places a pytree replicated over the mesh."""
+    return jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))

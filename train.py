@@ -1,0 +1,91 @@
+"""Trains a poolnets model: `python train.py --config configs/<name>.py --workdir <dir>`.
+
+Any config field can be overridden with `--config.<field>=<value>`. With no arguments this
+runs configs/default.py (LeNet-5 on the bundled `digits` dataset, offline). The workdir
+(default runs/<config>-<timestamp>) receives metrics.jsonl, checkpoint/ and summary.json.
+Bad input (unknown config file, field, model, dataset; batch size that does not fit the
+devices; unwritable workdir) prints one line naming the value and the choices, exit status 2.
+"""
+
+import glob
+import importlib.util
+import os
+import sys
+import time
+
+from absl import app, flags
+from ml_collections import ConfigDict, config_flags
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_CONFIG = os.path.join(HERE, "configs", "default.py")
+
+_CONFIG = config_flags.DEFINE_config_file("config", DEFAULT_CONFIG, "Training config file.")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Output directory (default runs/<config>-<time>).")
+
+
+def fail(message: str) -> None:
+    """One line on stderr, exit status 2."""
+    print(f"train.py: error: {' '.join(str(message).split())}", file=sys.stderr)
+    sys.exit(2)
+
+
+def config_path(argv: list[str]) -> str:
+    """The --config file named in argv (without a `:arguments` suffix), else the default."""
+    path = DEFAULT_CONFIG
+    for i, arg in enumerate(argv):
+        if arg.startswith(("--config=", "-config=")):
+            path = arg.split("=", 1)[1]
+        elif arg in ("--config", "-config") and i + 1 < len(argv):
+            path = argv[i + 1]
+    return path.split(":", 1)[0]
+
+
+def check_overrides(argv: list[str], config: ConfigDict, path: str) -> None:
+    """Every --config.<a.b.c>=... must name an existing field."""
+    for arg in argv:
+        if not arg.startswith("--config."):
+            continue
+        node, prefix = config, ""
+        for part in arg[len("--config."):].split("=", 1)[0].split("."):
+            if not isinstance(node, ConfigDict) or part not in node:
+                fields = ", ".join(sorted(prefix + k for k in node)) if isinstance(
+                    node, ConfigDict) else "(none: not a group)"
+                fail(f"unknown config field {prefix + part!r} in {path}; choices: {fields}")
+            node, prefix = node[part], f"{prefix}{part}."
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    path = config_path(argv)
+    if not os.path.isfile(path):
+        choices = ", ".join(sorted(os.path.relpath(p) for p in glob.glob(f"{HERE}/configs/*.py")))
+        fail(f"config file {path!r} not found; choices: {choices}")
+    try:
+        spec = importlib.util.spec_from_file_location("train_config", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        check_overrides(argv, module.get_config(), path)
+        return flags.FLAGS(argv)
+    except Exception as e:  # noqa: BLE001 -- any parse failure is bad input: one line, exit 2
+        fail(str(e).strip().splitlines()[-1] if str(e).strip() else repr(e))
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        fail(f"unexpected arguments {argv[1:]}; use --config.<field>=<value>")
+    from poolnets.training import ConfigError, train_and_evaluate
+
+    name = os.path.splitext(os.path.basename(config_path(sys.argv)))[0]
+    workdir = _WORKDIR.value or os.path.join("runs", f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    try:
+        summary = train_and_evaluate(_CONFIG.value, workdir)
+    except ConfigError as e:
+        fail(e)
+    print(
+        f"{summary['model']} on {summary['dataset']}: test_accuracy {summary['test_accuracy']:.4f}"
+        f"  test_loss {summary['test_loss']:.4f}  steps {summary['steps']}"
+        f"  train_time_s {summary['train_time_s']:.1f}  workdir {os.path.abspath(workdir)}"
+    )
+
+
+if __name__ == "__main__":
+    app.run(main, flags_parser=parse_flags)
