@@ -5,6 +5,19 @@ its output-shape formula.
 """
 from poolnets.pooling.adaptive import adaptive_avg_pool as adaptive_avg_pool
 from poolnets.pooling.adaptive import adaptive_max_pool as adaptive_max_pool
+from poolnets.pooling.fractional import fractional_max_pool as fractional_max_pool
 from poolnets.pooling.global_pools import global_avg_pool as global_avg_pool
 from poolnets.pooling.global_pools import global_max_pool as global_max_pool
 from poolnets.pooling.global_pools import spatial_pyramid_pool as spatial_pyramid_pool
+from poolnets.pooling.median import median_pool as median_pool
+from poolnets.pooling.mixing import gated_pool as gated_pool
+from poolnets.pooling.mixing import mixed_pool as mixed_pool
+from poolnets.pooling.mixing import tree_pool as tree_pool
+from poolnets.pooling.stochastic import stochastic_pool as stochastic_pool
+from poolnets.pooling.weighted import gem_pool as gem_pool
+from poolnets.pooling.weighted import global_gem_pool as global_gem_pool
+from poolnets.pooling.weighted import global_lse_pool as global_lse_pool
+from poolnets.pooling.weighted import global_soft_pool as global_soft_pool
+from poolnets.pooling.weighted import lip_pool as lip_pool
+from poolnets.pooling.weighted import lse_pool as lse_pool
+from poolnets.pooling.weighted import soft_pool as soft_pool

@@ -38,6 +38,21 @@ def require_float(x: jax.Array, op: str) -> None:
         raise TypeError(f"{op} averages and needs a floating-point x; got x.dtype={x.dtype}")
 
 
+def check_positive(name: str, value: Any) -> None:
+    """`ValueError` unless every entry of a concrete `value` is finite and > 0.
+
+    Traced values (a learnable parameter under `jit`/`grad`) cannot be inspected and are
+    left to the caller's parametrisation (e.g. a softplus).
+    """
+    if isinstance(value, jax.core.Tracer):
+        return
+    arr = np.asarray(value)
+    if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
+        raise TypeError(f"{name} must be a real number or array; got {name}={value!r}")
+    if arr.dtype == bool or not np.all(np.isfinite(arr) & (arr > 0)):
+        raise ValueError(f"{name} must be finite and > 0; got {name}={value!r}")
+
+
 def compute_dtype(dtype: Any) -> Any:
     """Accumulation dtype: float32 for half-precision inputs, else the input dtype."""
     return jnp.promote_types(dtype, jnp.float32)
