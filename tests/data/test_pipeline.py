@@ -1,0 +1,92 @@
+"""Serving geometry, batching and shift augmentation of the input pipeline."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from poolnets.data import (
+    Split,
+    dataset_names,
+    digits_to_lenet_input,
+    epoch_batches,
+    eval_batches,
+    get_spec,
+    load_split,
+    random_shift,
+)
+
+
+def test_digits_served_at_32x32_with_border(digits_dir):
+    data = load_split("digits", "test", digits_dir)
+    assert data.images.shape == (355, 32, 32, 1) and data.images.dtype == np.float32
+    assert data.labels.dtype == np.int32
+    assert data.images.min() == 0.0 and data.images.max() == 1.0
+    border = np.ones((32, 32), bool)
+    border[8:24, 8:24] = False
+    assert not data.images[:, border].any()
+
+
+def test_upsampling_brute_force():
+    rng = np.random.default_rng(0)
+    raw = rng.integers(0, 17, size=(3, 8, 8, 1)).astype(np.uint8)
+    out = digits_to_lenet_input(raw)
+    expected = np.zeros((3, 32, 32, 1), np.float32)
+    for n in range(3):
+        for i in range(16):
+            for j in range(16):
+                expected[n, 8 + i, 8 + j, 0] = raw[n, i // 2, j // 2, 0] / 16
+    np.testing.assert_array_equal(out, expected)
+
+
+def test_unknown_dataset_names_choices():
+    assert dataset_names() == ["digits"]
+    with pytest.raises(ValueError, match=r"unknown dataset 'mnist'; choices: digits"):
+        get_spec("mnist")
+
+
+def _toy(n=10):
+    return Split(np.arange(n, dtype=np.float32).reshape(n, 1, 1, 1), np.arange(n, dtype=np.int32))
+
+
+def test_epoch_batches_permute_and_drop_remainder():
+    batches = list(epoch_batches(_toy(10), 3, seed=0, epoch=0))
+    assert len(batches) == 3
+    labels = np.concatenate([b[1] for b in batches])
+    assert len(set(labels)) == 9  # distinct examples, one dropped
+    again = np.concatenate([b[1] for b in epoch_batches(_toy(10), 3, seed=0, epoch=0)])
+    np.testing.assert_array_equal(labels, again)
+    other = np.concatenate([b[1] for b in epoch_batches(_toy(10), 3, seed=0, epoch=1)])
+    assert not np.array_equal(labels, other)
+
+
+def test_eval_batches_cover_every_example_once():
+    seen = []
+    for images, labels, mask in eval_batches(_toy(10), 4):
+        assert images.shape[0] == labels.shape[0] == mask.shape[0] == 4
+        seen.extend(labels[mask])
+    assert seen == list(range(10))
+
+
+def test_random_shift_matches_numpy_reference():
+    rng = np.random.default_rng(1)
+    images = rng.normal(size=(6, 7, 5, 2)).astype(np.float32)
+    key = jax.random.key(3)
+    max_shift = 2
+    out = np.asarray(random_shift(key, jnp.asarray(images), max_shift))
+    offsets = np.asarray(jax.random.randint(key, (6, 2), 0, 2 * max_shift + 1))
+    for n in range(6):
+        dy, dx = offsets[n] - max_shift  # content moves by (-dy, -dx)
+        for i in range(7):
+            for j in range(5):
+                si, sj = i + dy, j + dx
+                inside = 0 <= si < 7 and 0 <= sj < 5
+                expected = images[n, si, sj] if inside else np.zeros(2, np.float32)
+                np.testing.assert_array_equal(out[n, i, j], expected)
+
+
+def test_random_shift_zero_is_identity_and_bad_shift_raises():
+    x = jnp.ones((2, 4, 4, 1))
+    assert random_shift(jax.random.key(0), x, 0) is x
+    with pytest.raises(ValueError, match="max_shift"):
+        random_shift(jax.random.key(0), x, -1)
