@@ -9,6 +9,8 @@ from poolnets.pooling.fractional import fractional_max_pool as fractional_max_po
 from poolnets.pooling.global_pools import global_avg_pool as global_avg_pool
 from poolnets.pooling.global_pools import global_max_pool as global_max_pool
 from poolnets.pooling.global_pools import spatial_pyramid_pool as spatial_pyramid_pool
+from poolnets.pooling.indices import max_pool_with_indices as max_pool_with_indices
+from poolnets.pooling.indices import max_unpool as max_unpool
 from poolnets.pooling.median import median_pool as median_pool
 from poolnets.pooling.mixing import gated_pool as gated_pool
 from poolnets.pooling.mixing import mixed_pool as mixed_pool
@@ -21,3 +23,9 @@ from poolnets.pooling.weighted import global_soft_pool as global_soft_pool
 from poolnets.pooling.weighted import lip_pool as lip_pool
 from poolnets.pooling.weighted import lse_pool as lse_pool
 from poolnets.pooling.weighted import soft_pool as soft_pool
+from poolnets.pooling.windowed import avg_pool as avg_pool
+from poolnets.pooling.windowed import lp_pool as lp_pool
+from poolnets.pooling.windowed import max_pool as max_pool
+from poolnets.pooling.windowed import min_pool as min_pool
+from poolnets.pooling.windowed import pool as pool
+from poolnets.pooling.windowed import sum_pool as sum_pool
