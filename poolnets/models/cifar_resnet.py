@@ -53,8 +53,10 @@ class CifarResNet(nn.Module):
                      width=self.width)
         if (self.depth - 2) % 6 or self.depth < 8:
             raise ValueError(f"cifar_resnet: depth must be 6n + 2 with n >= 1, got {self.depth}")
-        step = conv_step(3, 2, 1) if self.downsample is None else pool_step(self.downsample, 3, 2, 1)
-        check_input(x, model="cifar_resnet", spatial_dims=d, chain=[conv_step(3, 1, 1), step, step])
+        ds = self.downsample
+        step = conv_step(3, 2, 1) if ds is None else pool_step(ds, 3, 2, 1)
+        chain = [conv_step(3, 1, 1), step, step]
+        check_input(x, model="cifar_resnet", spatial_dims=d, chain=chain)
         check_channels(self, x, "stem_conv")
         conv = functools.partial(nn.Conv, use_bias=False, dtype=self.dtype, kernel_init=conv_init)
         norm = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9,

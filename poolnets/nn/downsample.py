@@ -53,7 +53,10 @@ def _pooling_fn(fn_name: str):
     # must not break `import poolnets.nn` while its pool is being written.
     from poolnets import pooling
 
-    return getattr(pooling, fn_name)
+    fn = getattr(pooling, fn_name, None)
+    if fn is None:
+        raise NotImplementedError(f"poolnets.pooling has no {fn_name!r} (not implemented yet)")
+    return fn
 
 
 class WindowedPool(nn.Module):
