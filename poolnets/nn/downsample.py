@@ -48,6 +48,12 @@ def same_length(n: int, window: int, stride: int, padding: tuple[int, int]) -> i
     return n
 
 
+def ceil_length(n: int, window: int, stride: int, padding: tuple[int, int]) -> int:
+    """Output length ceil(n / stride) of an output-size pool standing in for a strided one."""
+    del window, padding
+    return -(-n // stride)
+
+
 def _pooling_fn(fn_name: str):
     # Imported lazily: the pooling package is filled by several helpers and a registry entry
     # must not break `import poolnets.nn` while its pool is being written.
@@ -80,6 +86,28 @@ class WindowedPool(nn.Module):
         return _pooling_fn(self.fn_name)(
             x, window_shape=g.window, strides=g.strides, padding=g.padding, **extra
         )
+
+
+class ResizingPool(nn.Module):
+    """Applies `poolnets.pooling.<fn_name>(x, output_size, **kwargs)` with
+    `output_size[i] = ceil(L[i] / strides[i])` (e.g. fractional max pooling); the window and
+    padding of the geometry are not used. `random` as in `WindowedPool`.
+    """
+
+    fn_name: str
+    geometry: PoolGeometry
+    kwargs: tuple[tuple[str, Any], ...] = ()
+    random: bool = False
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray, *, train: bool = False) -> jnp.ndarray:
+        extra = dict(self.kwargs)
+        if self.random:
+            extra["key"] = self.make_rng("pool") if train else None
+        spatial = x.shape[-1 - self.geometry.spatial_dims : -1]
+        strides = self.geometry.strides
+        size = tuple(ceil_length(n, 0, s, (0, 0)) for n, s in zip(spatial, strides, strict=True))
+        return _pooling_fn(self.fn_name)(x, size, **extra)
 
 
 class StridedConv(nn.Module):

@@ -25,9 +25,11 @@ import flax.linen as nn
 from poolnets.nn.downsample import (
     Identity,
     PoolGeometry,
+    ResizingPool,
     StridedConv,
     TrainableSubsample,
     WindowedPool,
+    ceil_length,
     pooled_length,
     same_length,
 )
@@ -99,6 +101,18 @@ def windowed(fn_name: str, *, random: bool = False, **kwargs: Any) -> Downsample
     return factory
 
 
+def resized(fn_name: str, *, random: bool = False, **kwargs: Any) -> DownsampleFactory:
+    """Factory for `poolnets.pooling.<fn_name>(x, output_size, **kwargs)`, output_size =
+    ceil(L / stride) per dim; register it with `output_length=ceil_length`."""
+    frozen = tuple(sorted(kwargs.items()))
+
+    def factory(geometry: PoolGeometry, dtype: Any, name: str | None = None) -> nn.Module:
+        del dtype
+        return ResizingPool(fn_name, geometry, frozen, random, name=name)
+
+    return factory
+
+
 def global_pool(fn_name: str) -> HeadFactory:
     """Head factory for a global pool `poolnets.pooling.<fn_name>(x) -> (N, C)`."""
 
@@ -156,7 +170,15 @@ register_downsample(
 register_downsample(
     "subsample", lambda g, dtype, name=None: TrainableSubsample(g, dtype, name=name)
 )
-# Research pools: one `register_downsample("<name>", windowed("<fn>_pool"))` line each, below.
+# Research pools: one `register_downsample("<name>", windowed("<fn>_pool"))` line each.
+register_downsample("stochastic", windowed("stochastic_pool", random=True))
+register_downsample("gem", windowed("gem_pool", p=3.0))
+register_downsample("lse", windowed("lse_pool", r=1.0))
+register_downsample("soft", windowed("soft_pool"))
+register_downsample("median", windowed("median_pool"))
+register_downsample(
+    "fractional", resized("fractional_max_pool", random=True), output_length=ceil_length
+)
 
 # Built-in heads.
 register_head("avg", global_pool("global_avg_pool"))
@@ -166,3 +188,6 @@ register_head("catavgmax", lambda spec, name=None: CatAvgMax(name=name))
 register_head("spp", lambda spec, name=None: SpatialPyramid(name=name))
 register_head("flatten", lambda spec, name=None: Flatten(spec.flatten_size, name=name))
 # Research heads: one `register_head("<name>", global_pool("global_<fn>_pool"))` line each.
+register_head("gem", global_pool("global_gem_pool"))
+register_head("lse", global_pool("global_lse_pool"))
+register_head("soft", global_pool("global_soft_pool"))
