@@ -13,14 +13,12 @@ import os
 import sys
 import time
 
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import ConfigDict, config_flags
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_CONFIG = os.path.join(HERE, "configs", "default.py")
 
-_CONFIG = config_flags.DEFINE_config_file("config", DEFAULT_CONFIG, "Training config file.")
-_WORKDIR = flags.DEFINE_string("workdir", None, "Output directory (default runs/<config>-<time>).")
 
 
 def fail(message: str) -> None:
@@ -54,7 +52,17 @@ def check_overrides(argv: list[str], config: ConfigDict, path: str) -> None:
             node, prefix = node[part], f"{prefix}{part}."
 
 
-def parse_flags(argv: list[str]) -> list[str]:
+def one_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[-1] if text else repr(error)
+
+
+def define_flags(argv: list[str]) -> None:
+    """Checks the config file and the override names, then defines the flags.
+
+    config_flags reads sys.argv's --config.* overrides when the flag is defined, so the
+    checks run first: a bad name fails here with one line instead of a traceback.
+    """
     path = config_path(argv)
     if not os.path.isfile(path):
         choices = ", ".join(sorted(os.path.relpath(p) for p in glob.glob(f"{HERE}/configs/*.py")))
@@ -64,20 +72,32 @@ def parse_flags(argv: list[str]) -> list[str]:
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         check_overrides(argv, module.get_config(), path)
+        config_flags.DEFINE_config_file("config", DEFAULT_CONFIG, "Training config file.")
+    except Exception as e:  # noqa: BLE001 -- a config that does not load is bad input
+        fail(f"config file {path!r}: {one_line(e)}")
+    flags.DEFINE_string("workdir", None, "Output directory (default runs/<config>-<time>).")
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    try:
         return flags.FLAGS(argv)
     except Exception as e:  # noqa: BLE001 -- any parse failure is bad input: one line, exit 2
-        fail(str(e).strip().splitlines()[-1] if str(e).strip() else repr(e))
+        fail(one_line(e))
 
 
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         fail(f"unexpected arguments {argv[1:]}; use --config.<field>=<value>")
+    if not flags.FLAGS["verbosity"].present:
+        # INFO chatter (JAX probing for absent TPUs) would bury the progress bar; -v 0 shows it.
+        logging.set_verbosity(logging.WARNING)
     from poolnets.training import ConfigError, train_and_evaluate
 
     name = os.path.splitext(os.path.basename(config_path(sys.argv)))[0]
-    workdir = _WORKDIR.value or os.path.join("runs", f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    workdir = flags.FLAGS.workdir or os.path.join("runs", f"{name}-{stamp}")
     try:
-        summary = train_and_evaluate(_CONFIG.value, workdir)
+        summary = train_and_evaluate(flags.FLAGS.config, workdir)
     except ConfigError as e:
         fail(e)
     print(
@@ -88,4 +108,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    define_flags(sys.argv)
     app.run(main, flags_parser=parse_flags)

@@ -24,6 +24,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.data_dir = config_dict.placeholder(str)  # None: $TFDS_DATA_DIR or ~/tensorflow_datasets
 
     config.batch_size = 64  # global batch, split over all devices
+    config.eval_batch_size = 256  # global; the last test batch is padded and masked
     config.num_epochs = 30
     config.num_steps = config_dict.placeholder(int)  # set: overrides num_epochs
 

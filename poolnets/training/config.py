@@ -69,17 +69,18 @@ def check_config(config: Any, *, num_devices: int, check_model_name: bool = True
     _choice("optimizer", config.optimizer, OPTIMIZERS)
     _choice("schedule", config.schedule, SCHEDULES)
     _choice("dtype", config.dtype, DTYPES)
-    for field in ("batch_size", "log_every"):
+    for field in ("batch_size", "eval_batch_size", "log_every"):
         _positive(config, field)
     if config.num_steps is not None:
         _positive(config, "num_steps")
     else:
         _positive(config, "num_epochs")
-    if config.batch_size % num_devices:
-        raise ConfigError(
-            f"config.batch_size={config.batch_size} is not divisible by the {num_devices} "
-            f"devices; choices: a multiple of {num_devices}"
-        )
+    for field in ("batch_size", "eval_batch_size"):
+        if config[field] % num_devices:
+            raise ConfigError(
+                f"config.{field}={config[field]} is not divisible by the {num_devices} "
+                f"devices; choices: a multiple of {num_devices}"
+            )
     if not 0.0 <= config.label_smoothing < 1.0:
         raise ConfigError(f"config.label_smoothing={config.label_smoothing!r} must be in [0, 1)")
     max_shift = config.augment.max_shift

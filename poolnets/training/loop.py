@@ -40,18 +40,15 @@ def create_model(config: Any, num_classes: int) -> nn.Module:
 
 def evaluate(eval_fn: Any, state: TrainState, mesh: Any, data: Any, batch_size: int) -> dict:
     """Test loss (mean cross-entropy) and accuracy over every example of `data`."""
-    totals = {"loss_sum": 0.0, "correct": 0.0, "count": 0.0}
-    for images, labels, mask in eval_batches(data, batch_size):
-        sums = eval_fn(state, *put_batch(mesh, images, labels, mask))
-        totals = {k: totals[k] + float(v) for k, v in jax.device_get(sums).items()}
+    sums = [
+        eval_fn(state, *put_batch(mesh, images, labels, mask))
+        for images, labels, mask in eval_batches(data, batch_size)
+    ]
+    totals = {k: float(np.sum([s[k] for s in jax.device_get(sums)])) for k in sums[0]}
     return {
         "test_loss": totals["loss_sum"] / totals["count"],
         "test_accuracy": totals["correct"] / totals["count"],
     }
-
-
-def _model_name(config: Any, model: nn.Module | None) -> str:
-    return config.model if model is None else type(model).__name__
 
 
 def train_and_evaluate(
@@ -77,6 +74,7 @@ def train_and_evaluate(
         workdir = artifacts.check_workdir(workdir)
     except OSError as e:
         raise ConfigError(f"workdir {workdir!r} is not writable: {e.strerror or e}") from None
+    model_name = config.model if model is None else type(model).__name__
     if model is None:
         model = create_model(config, plan.num_classes)
 
@@ -93,7 +91,8 @@ def train_and_evaluate(
     step_key = put_replicated(mesh, step_key)
     t_compile = time.perf_counter()
     train_fn, eval_fn = compile_steps(
-        mesh, state, (config.batch_size, *plan.image_shape), (config.batch_size, *plan.image_shape),
+        mesh, state, (config.batch_size, *plan.image_shape),
+        (config.eval_batch_size, *plan.image_shape),
         model=model, tx=tx, num_classes=plan.num_classes,
         label_smoothing=config.label_smoothing, max_shift=config.augment.max_shift,
     )
@@ -135,7 +134,7 @@ def train_and_evaluate(
                     pending, t_log = [], now
             t_eval = time.perf_counter()
             result = {"step": step, "epoch": epoch + 1,
-                      **evaluate(eval_fn, state, mesh, test, config.batch_size)}
+                      **evaluate(eval_fn, state, mesh, test, config.eval_batch_size)}
             eval_s += time.perf_counter() - t_eval
             writer.write(result)
             evals.append(result)
@@ -152,7 +151,7 @@ def train_and_evaluate(
     artifacts.save_checkpoint(workdir, jax.device_get(state))
     final = evals[-1]
     summary = {
-        "model": _model_name(config, model),
+        "model": model_name,
         "dataset": config.dataset,
         "test_accuracy": final["test_accuracy"],
         "test_loss": final["test_loss"],

@@ -1,0 +1,101 @@
+"""`python train.py ...` as a user runs it: bad input exits 2 with one line; a tiny run works."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    """A prepared digits data dir (shared by the xdist workers), so no preparation chatter."""
+    from poolnets.data import digits
+
+    path = str(tmp_path_factory.getbasetemp().parent / "digits_data")
+    digits.prepare(path)
+    return path
+
+
+def run_train(*args, env_extra=None, timeout=240):
+    env = {**os.environ, **(env_extra or {})}
+    return subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), *args],
+        cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env,
+    )
+
+
+def assert_one_line_error(result, *fragments):
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("train.py: error: ")
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["--config", "configs/nope.py"], ["'configs/nope.py'", "choices:", "configs/default.py"]),
+        (["--config=configs/nope.py"], ["'configs/nope.py'", "configs/default.py"]),
+        (["--config.nope=1"], ["'nope'", "choices:", "batch_size", "model"]),
+        (["--config.augment.nope=1"], ["'augment.nope'", "choices: augment.max_shift"]),
+        (["--config.batch_size=abc"], ["--config.batch_size=abc"]),
+        (["--nope=1"], ["nope"]),
+        (["positional"], ["'positional'"]),
+    ],
+)
+def test_bad_flags_exit_2_before_importing_jax(tmp_path, args, fragments):
+    workdir = tmp_path / "run"
+    result = run_train(*args, "--workdir", str(workdir))
+    assert_one_line_error(result, *fragments)
+    assert not workdir.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["--config.model=lenet9"], ["'lenet9'", "choices:", "lenet5"]),
+        (["--config.dataset=mnist"], ["'mnist'", "choices: digits"]),
+        (["--config.downsample=maxx"], ["'maxx'", "choices:", "max"]),
+        (["--config.optimizer=lamb"], ["'lamb'", "choices: sgd, adamw"]),
+        (["--config.batch_size=30"], ["batch_size=30", "4 devices", "multiple of 4"]),
+    ],
+)
+def test_bad_config_values_exit_2(tmp_path, data_dir, args, fragments):
+    workdir = tmp_path / "run"
+    result = run_train(
+        *args, f"--config.data_dir={data_dir}", "--workdir", str(workdir),
+        env_extra={"XLA_FLAGS": "--xla_force_host_platform_device_count=4"},
+    )
+    assert_one_line_error(result, *fragments)
+    assert not workdir.exists()
+
+
+def test_unwritable_workdir_exit_2(tmp_path, data_dir):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    result = run_train(f"--config.data_dir={data_dir}", "--workdir", str(blocker / "run"))
+    assert_one_line_error(result, f"'{blocker / 'run'}'", "not writable")
+
+
+def test_tiny_lenet5_run_through_the_cli(tmp_path, data_dir):
+    workdir = tmp_path / "run"
+    result = run_train(
+        "--config", "configs/default.py", "--config.num_steps=6", "--config.log_every=3",
+        f"--config.data_dir={data_dir}", "--workdir", str(workdir),
+    )
+    assert result.returncode == 0, result.stderr
+    assert "test_accuracy" in result.stdout
+    summary = json.loads((workdir / "summary.json").read_text())
+    assert summary["model"] == "lenet5" and summary["steps"] == 6
+    assert summary["params"] == 61_706  # LeNet-5 (modern) on 32x32x1, 10 classes
+    records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [3, 6, 6]  # two train logs, one eval
+    assert (workdir / "checkpoint").is_dir()
