@@ -78,6 +78,11 @@ def spatial_rank(x_ndim: int, spatial_dims: int | None, **tuple_args) -> int:
     else:
         lengths = {name: len(v) for name, v in tuple_args.items()
                    if isinstance(v, Sequence) and not isinstance(v, str)}
+        if len(set(lengths.values())) > 1:
+            raise ValueError(
+                "tuple arguments must agree on the number of spatial dims; got "
+                + ", ".join(f"{k}={v!r}" for k, v in tuple_args.items())
+            )
         if lengths:
             n = next(iter(lengths.values()))
         else:
@@ -239,8 +244,8 @@ def avg_blur_pool(
     `count_include_pad=True`), then `blur_pool`. Output length as `max_blur_pool`.
 
     A box of size 2 convolved with the binomial filter of size f is the binomial filter of
-    size f + 1, so away from the borders `avg_blur_pool(x, 2, filter_size=f)` equals
-    `blur_pool(x, filter_size=f + 1)` sampled half a pixel later.
+    size f + 1, so away from the borders and for odd f, `avg_blur_pool(x, 2, filter_size=f)`
+    equals `blur_pool(x, filter_size=f + 1)` (both pad `(f - 1) // 2` below).
     """
     x = check_float(x, "avg_blur_pool")
     geom = window_geometry(x.shape, window_shape, 1, padding)
