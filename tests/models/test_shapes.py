@@ -1,0 +1,101 @@
+"""Output shapes of every family under every downsample and head choice, in 1-, 2- and 3-D.
+
+Shapes come from jax.eval_shape (tracing only), so hundreds of configurations stay cheap;
+numerical behaviour is tested in test_behaviour.py.
+"""
+
+import itertools
+import math
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from poolnets.models import create
+from poolnets.nn import downsample_names, head_names
+from poolnets.nn.registry import check_downsample
+
+# name: (2-D input shape, overrides keeping it small)
+FAMILIES = {
+    "lenet5": ((2, 32, 32, 1), {}),
+    "lenet5_1998": ((2, 32, 32, 1), {}),
+    "allcnn_c": ((2, 16, 16, 3), {"width": 0.125}),
+    "vgg11_bn": ((2, 32, 32, 3), {"width": 0.125}),
+    "resnet18": ((2, 32, 32, 3), {"width": 0.125}),
+    "resnet50": ((2, 32, 32, 3), {"width": 0.125, "downsample_blocks": True}),
+    "resnet20": ((2, 16, 16, 3), {"width": 0.25}),
+}
+EVERY_PAIR = ("lenet5", "allcnn_c")  # cheap to trace: every (downsample, head) pair
+RNGS = {"params": jax.random.key(0), "dropout": jax.random.key(1), "pool": jax.random.key(2)}
+
+
+def cases():
+    for name in FAMILIES:
+        if name in EVERY_PAIR:
+            pairs = itertools.product(downsample_names(), head_names())
+            yield from ((name, d, h) for d, h in pairs)
+        else:  # every downsample with the published head, every head with the published pool
+            yield from ((name, d, None) for d in downsample_names())
+            if name != "resnet50":  # its head wiring is resnet18's; it is here for its blocks
+                yield from ((name, None, h) for h in head_names())
+
+
+def trace(name, shape, *, train=True, **kw):
+    model = create(name, num_classes=5, **kw)
+    x = jnp.zeros(shape)
+    return jax.eval_shape(lambda: model.init_with_output(RNGS, x, train=train, mutable=True))
+
+
+@pytest.mark.parametrize("name,downsample,head", list(cases()))
+def test_logits_shape(name, downsample, head):
+    shape, kw = FAMILIES[name]
+    # Training mode traces everything evaluation does plus BatchNorm updates and pool keys.
+    logits, variables = trace(name, shape, downsample=downsample, head=head, **kw)
+    assert logits.shape == (2, 5) and logits.dtype == jnp.float32
+    if name.startswith("resnet") and head is not None:
+        # The head's output width reaches the classifier: check the wiring per head.
+        channels = {"resnet18": 64, "resnet20": 16}[name]
+        final = {"resnet18": 1, "resnet20": 4}[name]
+        width = {"catavgmax": 2 * channels, "spp": 21 * channels,
+                 "flatten": final * final * channels}.get(head, channels)
+        assert variables["params"]["fc"]["kernel"].shape == (width, 5)
+
+
+@pytest.mark.parametrize("downsample", downsample_names())
+def test_downsample_length_rules_match_the_traced_shapes(downsample):
+    # LeNet-5's flatten head exposes the map size after both downsampling points; it must
+    # equal what the model's shape check predicts from the registry's length rule.
+    rule = check_downsample(downsample).output_length
+    side = rule(rule(32 - 4, 2, 2, (0, 0)) - 4, 2, 2, (0, 0))
+    _, variables = trace("lenet5", (2, 32, 32, 1), downsample=downsample)
+    assert variables["params"]["C5"]["kernel"].shape == (side * side * 16, 120)
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+@pytest.mark.parametrize("spatial_dims", [1, 3])
+def test_sequences_and_volumes(name, spatial_dims):
+    shape, kw = FAMILIES[name]
+    n, side, channels = shape[0], shape[1], shape[-1]
+    if spatial_dims == 3:
+        n, side = 1, min(side, 32)
+    x_shape = (n, *(side,) * spatial_dims, channels)
+    choices = {} if spatial_dims == 1 else {"downsample": "avg", "head": "catavgmax"}
+    logits, variables = trace(name, x_shape, spatial_dims=spatial_dims, **choices, **kw)
+    assert logits.shape == (n, 5)
+    convs = {jax.tree_util.keystr(path): v.ndim
+             for path, v in jax.tree_util.tree_flatten_with_path(variables["params"])[0]
+             if path[-1].key == "kernel" and "Dense" not in str(path)}
+    # N-d convs: kernels (*window, C_in, C_out); LeNet-1998's C3 keeps (*window, connections).
+    table = {k for k in convs if "C3" in k and name == "lenet5_1998"}
+    assert all(v == spatial_dims + 1 for k, v in convs.items() if k in table)
+    assert sum(v == spatial_dims + 2 for k, v in convs.items() if k not in table) >= 1
+
+
+def test_width_scales_every_family_down():
+    for name, (shape, kw) in FAMILIES.items():
+        if "width" not in kw:
+            continue
+        full = trace(name, shape, **{**kw, "width": 1.0})[1]["params"]
+        small = trace(name, shape, **kw)[1]["params"]
+        size = lambda t: sum(math.prod(v.shape) for v in jax.tree.leaves(t))  # noqa: E731
+        assert size(small) < size(full) / 8, name
