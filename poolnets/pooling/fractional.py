@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from poolnets.pooling.geometry import normalize_tuple
+from poolnets.pooling.window_taps import uniform_noise
 
 _DETERMINISTIC_U = 0.5
 
@@ -89,7 +90,7 @@ def _random_boundaries(key: jax.Array, plane: tuple, n_in: int, n_out: int) -> j
     """Boundaries from a uniformly random arrangement of the 1/2 increments, per plane."""
     twos = n_in - n_out
     increments = jnp.asarray([2] * twos + [1] * (n_out - twos), dtype=jnp.int32)
-    order = jnp.argsort(jax.random.uniform(key, plane + (n_out,)), axis=-1)
+    order = jnp.argsort(uniform_noise(key, plane + (n_out,)), axis=-1)
     steps = increments[order]
     zero = jnp.zeros(plane + (1,), jnp.int32)
     return jnp.concatenate([zero, jnp.cumsum(steps, axis=-1)], axis=-1)
@@ -197,7 +198,7 @@ def fractional_max_pool(
                 f"samples.shape={samples.shape}"
             ) from None
     elif key is not None:
-        samples = jax.random.uniform(key, plane + (n,))
+        samples = uniform_noise(key, plane + (n,))
     else:
         samples = jnp.full(plane + (n,), _DETERMINISTIC_U, jnp.float32)
 

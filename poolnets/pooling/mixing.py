@@ -134,7 +134,8 @@ def tree_pool(
     and `y = f_0(x)` per window and feature. `leaf_filters` `v`: shape
     `(L, *window_shape[, C])` with `L` a power of two >= 2 (the paper's level-2 tree has
     `L = 2`); `gate_weights` `w`: `(L - 1, *window_shape[, C])`. A constant input maps to
-    itself when every leaf filter sums to 1.
+    itself when every leaf filter sums to 1 and the window has no padded taps (those hold
+    0 in the linear responses, as in a zero-padded convolution).
     """
     x, geometry, taps, dtype = _prepare(x, window_shape, strides, padding, "tree_pool")
     num_leaves = int(np.shape(leaf_filters)[0]) if np.ndim(leaf_filters) else 0

@@ -27,6 +27,7 @@ from poolnets.pooling.window_taps import (
     gather_window_taps,
     require_float,
     research_geometry,
+    uniform_noise,
     valid_tap_mask,
 )
 
@@ -68,6 +69,9 @@ def stochastic_pool(
     probs = window_probabilities(taps, valid_tap_mask(geometry))
     if key is None:
         return jnp.sum(probs * taps, axis=-1).astype(x.dtype)
+    # Gumbel-max sampling: argmax(log p + g) ~ Categorical(p); zero-probability taps never win.
     logits = jnp.where(probs > 0, jnp.log(jnp.where(probs > 0, probs, 1)), -jnp.inf)
-    choice = jax.random.categorical(key, jax.lax.stop_gradient(logits), axis=-1)
+    noise = jnp.maximum(uniform_noise(key, probs.shape, probs.dtype), jnp.finfo(probs.dtype).tiny)
+    gumbel = -jnp.log(-jnp.log(noise))
+    choice = jnp.argmax(jax.lax.stop_gradient(logits) + gumbel, axis=-1)
     return jnp.take_along_axis(taps, choice[..., None], axis=-1)[..., 0].astype(x.dtype)
