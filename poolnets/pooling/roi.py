@@ -19,7 +19,8 @@ Both ops are separable per axis, which is how they stay static-shaped and cheap:
 The adaptive sampling grid (`sampling_ratio <= 0`: `ceil(roi_h / ph)` samples per bin row)
 is data-dependent. Samples live on a static grid of `G` per bin and axis, masked beyond
 each ROI's own count: `G` is `max_sampling_ratio` if given, else the exact maximum over
-the boxes when they are concrete (eager calls), else (boxes traced under jit/vmap)
+the boxes when their values are known while tracing (eager calls, or NumPy/constant
+boxes closed over by a jitted function), else (boxes are a jit/vmap argument)
 `ceil(H / ph)` (resp. `ceil(W / pw)`), the largest grid of any ROI that lies inside the
 feature map. A traced ROI needing more samples than `G` is computed with its grid clamped
 to `G` (torchvision with `sampling_ratio = min(adaptive, G)`), so for boxes reaching
@@ -46,16 +47,17 @@ from poolnets.pooling.blur import compute_dtype
 
 
 def _pair(output_size) -> tuple[int, int]:
-    if isinstance(output_size, int | np.integer) and not isinstance(output_size, bool):
-        output_size = (output_size, output_size)
-    if not (isinstance(output_size, Sequence) and len(output_size) == 2 and all(
-            isinstance(v, int | np.integer) and not isinstance(v, bool) for v in output_size)):
+    pair = output_size
+    if isinstance(pair, int | np.integer) and not isinstance(pair, bool):
+        pair = (pair, pair)
+    if not (isinstance(pair, Sequence) and len(pair) == 2 and all(
+            isinstance(v, int | np.integer) and not isinstance(v, bool) for v in pair)):
         raise TypeError(
             f"output_size must be an int or a pair of ints; got output_size={output_size!r}"
         )
-    if min(output_size) < 1:
+    if min(pair) < 1:
         raise ValueError(f"output_size entries must be >= 1; got output_size={output_size!r}")
-    return int(output_size[0]), int(output_size[1])
+    return int(pair[0]), int(pair[1])
 
 
 def _check_inputs(features, boxes, output_size, spatial_scale, op):
@@ -109,8 +111,19 @@ def _sample_weights(start, bin_size, grid, max_grid: int, bins: int, length: int
     return jnp.sum(jnp.where(keep[..., None], weights, 0.0), axis=2)
 
 
-def _is_traced(x) -> bool:
-    return isinstance(x, jax.core.Tracer)
+def _concrete_grids(boxes, size, spatial_scale, aligned):
+    """Adaptive sample counts `(gh, gw)` per ROI as NumPy int arrays when `boxes` holds
+    values (NumPy, or a concrete jax array even inside jit), else None. Computed in
+    float32 as the kernel does, so the static bound is the exact maximum."""
+    if isinstance(boxes, jax.core.Tracer):
+        return None
+    b = np.asarray(boxes, np.float32)
+    scaled = b[:, 1:] * np.float32(spatial_scale) - np.float32(0.5 if aligned else 0.0)
+    roi_w, roi_h = scaled[:, 2] - scaled[:, 0], scaled[:, 3] - scaled[:, 1]
+    if not aligned:
+        roi_w, roi_h = np.maximum(roi_w, np.float32(1)), np.maximum(roi_h, np.float32(1))
+    return (np.ceil(roi_h / np.float32(size[0])).astype(np.int32),
+            np.ceil(roi_w / np.float32(size[1])).astype(np.int32))
 
 
 def roi_align(
@@ -145,6 +158,7 @@ def roi_align(
     Returns:
       `(K, ph, pw, C)` in the dtype of `features`.
     """
+    raw_boxes = boxes
     features, boxes, (ph, pw), dtype = _check_inputs(
         features, boxes, output_size, spatial_scale, "roi_align")
     if isinstance(sampling_ratio, bool) or not isinstance(sampling_ratio, int | np.integer):
@@ -169,14 +183,18 @@ def roi_align(
         grid_h = grid_w = jnp.full(boxes.shape[:1], int(sampling_ratio), jnp.int32)
         max_h = max_w = int(sampling_ratio)
     else:
-        grid_h = jnp.ceil(roi_h / ph).astype(jnp.int32)
-        grid_w = jnp.ceil(roi_w / pw).astype(jnp.int32)
+        concrete = _concrete_grids(raw_boxes, (ph, pw), spatial_scale, aligned)
+        if concrete is not None:
+            grid_h, grid_w = (jnp.asarray(g) for g in concrete)
+        else:
+            grid_h = jnp.ceil(roi_h / ph).astype(jnp.int32)
+            grid_w = jnp.ceil(roi_w / pw).astype(jnp.int32)
         if max_sampling_ratio is not None:
             max_h = max_w = int(max_sampling_ratio)
-        elif _is_traced(grid_h) or boxes.shape[0] == 0:
-            max_h, max_w = -(-height // ph), -(-width // pw)
+        elif concrete is not None:
+            max_h, max_w = (max(1, int(g.max(initial=0))) for g in concrete)
         else:
-            max_h, max_w = max(1, int(jnp.max(grid_h))), max(1, int(jnp.max(grid_w)))
+            max_h, max_w = -(-height // ph), -(-width // pw)
         grid_h, grid_w = jnp.minimum(grid_h, max_h), jnp.minimum(grid_w, max_w)
     rows = _sample_weights(y1, bin_h, grid_h, max_h, ph, height, dtype)
     cols = _sample_weights(x1, bin_w, grid_w, max_w, pw, width, dtype)
