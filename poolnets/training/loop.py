@@ -132,6 +132,7 @@ def train_and_evaluate(
                     )
                     bar.update(len(logged))
                     pending, t_log = [], now
+            jax.block_until_ready(state)  # so eval_s does not include queued train steps
             t_eval = time.perf_counter()
             result = {"step": step, "epoch": epoch + 1,
                       **evaluate(eval_fn, state, mesh, test, config.eval_batch_size)}

@@ -35,20 +35,29 @@ class TrainState:
 def create_train_state(
     model: nn.Module, tx: optax.GradientTransformation, key: jax.Array, image_shape: tuple
 ) -> TrainState:
-    """Initialises the model on one zero image of `image_shape` (H, W, C) and the optimizer."""
-    params_key, dropout_key, pool_key = jax.random.split(key, 3)
-    variables = model.init(
-        {"params": params_key, "dropout": dropout_key, "pool": pool_key},
-        jnp.zeros((1, *image_shape), jnp.float32),
-        train=False,
-    )
-    params = variables["params"]
-    return TrainState(
-        step=jnp.zeros((), jnp.int32),
-        params=params,
-        batch_stats=variables.get("batch_stats", {}),
-        opt_state=tx.init(params),
-    )
+    """Initialises the model on one zero image of `image_shape` (H, W, C) and the optimizer.
+
+    Runs as one jitted program compiled without backend optimisation: it runs once, and
+    op-by-op initialisation (or an optimised compile) of even LeNet-5 costs seconds on CPU.
+    """
+
+    def init(key: jax.Array) -> TrainState:
+        params_key, dropout_key, pool_key = jax.random.split(key, 3)
+        variables = model.init(
+            {"params": params_key, "dropout": dropout_key, "pool": pool_key},
+            jnp.zeros((1, *image_shape), jnp.float32),
+            train=False,
+        )
+        params = variables["params"]
+        return TrainState(
+            step=jnp.zeros((), jnp.int32),
+            params=params,
+            batch_stats=variables.get("batch_stats", {}),
+            opt_state=tx.init(params),
+        )
+
+    compiled = jax.jit(init).lower(key).compile({"xla_backend_optimization_level": 0})
+    return compiled(key)
 
 
 def count_params(params: Any) -> int:
