@@ -160,17 +160,21 @@ def _max_identity(dtype) -> np.generic:
     return np.array(jnp.iinfo(dtype).min, dtype)
 
 
-def _argmax_in_scan_order(windows: jax.Array, axis: int) -> tuple[jax.Array, jax.Array]:
-    """Max over `axis` and its position, by PyTorch CPU's scan rule `val > best or isnan(val)`:
-    the first maximum wins, except that any NaN wins and the last NaN wins among NaNs."""
-    best = jnp.max(windows, axis=axis)  # propagates NaN
-    pos = jnp.argmax(windows == jnp.expand_dims(best, axis), axis=axis)
-    if jnp.issubdtype(windows.dtype, jnp.floating):
-        isnan = jnp.isnan(windows)
-        k = windows.shape[axis]
-        last_nan = k - 1 - jnp.argmax(jnp.flip(isnan, axis=axis), axis=axis)
-        pos = jnp.where(jnp.any(isnan, axis=axis), last_nan, pos)
-    return best, pos.astype(jnp.int32)
+def _scan_order_combiner(floating: bool):
+    """Combines two (value, flat index) candidates by PyTorch CPU's scan rule over a bin,
+    `if val > best or isnan(val): take it`, written as an order so that XLA may reduce in
+    any order: a larger value wins, ties go to the smaller index (first in row-major
+    order), a NaN beats every number, and among NaNs the larger index (the last) wins."""
+
+    def combine(a, b):
+        (va, ia), (vb, ib) = a, b
+        b_wins = (vb > va) | ((vb == va) & (ib < ia))
+        if floating:
+            na, nb = jnp.isnan(va), jnp.isnan(vb)
+            b_wins = jnp.where(na | nb, nb & (~na | (ib > ia)), b_wins)
+        return jnp.where(b_wins, vb, va), jnp.where(b_wins, ib, ia)
+
+    return combine
 
 
 def adaptive_max_pool(
@@ -196,7 +200,7 @@ def adaptive_max_pool(
     is then NaN). The gradient flows to that one element only (ties do not share it).
 
     Raises:
-      ValueError: bad `output_size`, too few dims in `x`, or more than 2**31 - 1 spatial
+      ValueError: bad `output_size`, too few dims in `x`, or more than 2**30 spatial
       cells; TypeError: complex `x`.
     """
     x = jnp.asarray(x)
@@ -205,32 +209,38 @@ def adaptive_max_pool(
         raise TypeError(f"adaptive_max_pool: x must be real or bool, got x.dtype={x.dtype}")
     n = len(sizes)
     spatial_shape = x.shape[x.ndim - 1 - n : -1]
-    if math.prod(spatial_shape) > _MAX_FLAT_INDEX:
+    if 2 * math.prod(spatial_shape) > _MAX_FLAT_INDEX:
         raise ValueError(
-            "adaptive_max_pool: int32 indices need at most 2**31-1 spatial cells, "
+            "adaptive_max_pool: int32 indices need at most 2**30 spatial cells, "
             f"got x.shape={x.shape}"
         )
     fill = _max_identity(x.dtype)
+    combine = _scan_order_combiner(jnp.issubdtype(x.dtype, jnp.floating))
     values = jax.lax.stop_gradient(x)
-    flat = None  # flat spatial index of each running maximum, over the axes reduced so far
+    # Flat spatial index of each running maximum over the axes reduced so far. Reducing the
+    # last axis first, then earlier ones, with the combiner's order, equals PyTorch's
+    # row-major scan: within a window the candidates' flat indices grow with scan position.
+    flat = jnp.zeros((), jnp.int32)
     stride = 1
-    # Last axis first, keeping the first max, then earlier axes: equals PyTorch's row-major scan.
     for axis, out in reversed(list(zip(_spatial_axes(x, n), sizes, strict=True))):
         length = x.shape[axis]
         if out == length:
-            pos = jnp.arange(length, dtype=jnp.int32).reshape(_axis_shape(x.ndim, axis, length))
+            cells = np.arange(length, dtype=np.int32).reshape(_axis_shape(x.ndim, axis, length))
+            flat = jnp.broadcast_to(cells * stride + flat, values.shape)
         else:
-            starts, _ = bin_bounds(length, out)
             windows = _window_view(values, axis, length, out, fill)
-            values, k = _argmax_in_scan_order(windows, axis + 1)
-            if flat is not None:
-                flat_windows = _window_view(flat, axis, length, out, 0)
-                flat = jnp.take_along_axis(
-                    flat_windows, jnp.expand_dims(k, axis + 1), axis=axis + 1
-                ).squeeze(axis + 1)
-            pos = starts.astype(np.int32).reshape(_axis_shape(x.ndim, axis, out)) + k
-        flat = pos * stride if flat is None else pos * stride + flat
-        flat = jnp.broadcast_to(flat, values.shape)
+            starts, _ = bin_bounds(length, out)
+            k = windows.shape[axis + 1]
+            # Cells past a bin's end keep their unclamped position, so they lose every tie.
+            cells = (starts[:, None] + np.arange(k)).astype(np.int32)
+            cells = cells.reshape((out, k) + (1,) * (x.ndim - axis - 1))
+            prev = _window_view(jnp.broadcast_to(flat, values.shape), axis, length, out, 0)
+            values, flat = jax.lax.reduce(
+                (windows, jnp.broadcast_to(cells * stride + prev, windows.shape)),
+                (fill, np.int32(_MAX_FLAT_INDEX)),
+                combine,
+                (axis + 1,),
+            )
         stride *= length
     out_shape = values.shape
     batch_shape = x.shape[: x.ndim - 1 - n]
@@ -238,6 +248,6 @@ def adaptive_max_pool(
         x.reshape(batch_shape + (-1, x.shape[-1])),
         flat.reshape(batch_shape + (-1, x.shape[-1])),
         axis=-2,
-        mode="clip",
+        mode="promise_in_bounds",
     ).reshape(out_shape)
     return (gathered, flat) if return_indices else gathered
