@@ -11,3 +11,14 @@ from poolnets.nn.registry import (  # noqa: F401  (model zoo registries, issue 4
     register_head,
     windowed,
 )
+from poolnets.nn.research import FractionalMaxPool as FractionalMaxPool
+from poolnets.nn.research import GatedPool as GatedPool
+from poolnets.nn.research import GeMPool as GeMPool
+from poolnets.nn.research import GlobalGeMPool as GlobalGeMPool
+from poolnets.nn.research import LIPPool as LIPPool
+from poolnets.nn.research import LSEPool as LSEPool
+from poolnets.nn.research import MedianPool as MedianPool
+from poolnets.nn.research import MixedPool as MixedPool
+from poolnets.nn.research import SoftPool as SoftPool
+from poolnets.nn.research import StochasticPool as StochasticPool
+from poolnets.nn.research import TreePool as TreePool

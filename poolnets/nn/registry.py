@@ -34,6 +34,15 @@ from poolnets.nn.downsample import (
     same_length,
 )
 from poolnets.nn.heads import AvgMax, CatAvgMax, Flatten, GlobalPool, HeadSpec, SpatialPyramid
+from poolnets.nn.research import (
+    GatedPool,
+    LIPPool,
+    MixedPool,
+    TreePool,
+    fractional_factory,
+    from_geometry,
+    ratio_length,
+)
 
 DownsampleFactory = Callable[[PoolGeometry, Any, str | None], nn.Module]
 HeadFactory = Callable[[HeadSpec, str | None], nn.Module]
@@ -179,6 +188,13 @@ register_downsample("median", windowed("median_pool"))
 register_downsample(
     "fractional", resized("fractional_max_pool", random=True), output_length=ceil_length
 )
+register_downsample("mixed", from_geometry(MixedPool))  # learned alpha (Lee et al. 2016)
+register_downsample("mixed_random", from_geometry(MixedPool, random=True))  # Yu et al. 2014
+register_downsample("gated", from_geometry(GatedPool))
+register_downsample("tree", from_geometry(TreePool))
+register_downsample("lip", from_geometry(LIPPool))
+# Graham's FMP sqrt(2): "fractional" above halves even lengths, where it equals max pooling.
+register_downsample("fractional_sqrt2", fractional_factory(), output_length=ratio_length())
 
 # Built-in heads.
 register_head("avg", global_pool("global_avg_pool"))
