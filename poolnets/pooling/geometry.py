@@ -25,7 +25,8 @@ Output length per spatial dim, with effective window `k_eff = d * (k - 1) + 1`:
                 or the left padding).
 
 In ceil mode the last window may run past the high padding; `WindowGeometry.padding`
-adds that overhang to the high side so `lax.reduce_window` sees every tap, while
+adds that overhang to the high side (and trims high padding that only a dropped window
+would reach), so `lax.reduce_window` with it yields exactly `output_shape`, while
 `WindowGeometry.requested_padding` keeps the user's padding (averaging divisors use it).
 """
 
@@ -48,7 +49,9 @@ class WindowGeometry:
     """Normalised geometry of a windowed reduction over the trailing spatial dims.
 
     All tuples have one entry per spatial dim. `padding` is what to hand to
-    `lax.reduce_window` (requested padding plus the ceil-mode overhang on the high side).
+    `lax.reduce_window` (requested padding with the high side adjusted so the reduction
+    yields exactly `output_shape`: plus the ceil-mode overhang, minus padding no window
+    reaches).
     """
 
     input_shape: tuple[int, ...]
@@ -267,18 +270,20 @@ def window_geometry(
         output_length(length, e, s, lo, hi, bool(ceil_mode))
         for length, e, s, (lo, hi) in zip(spatial, eff, stride, requested, strict=True)
     )
-    overhang = tuple(
-        max(0, (o - 1) * s + e - (length + lo + hi))
-        for o, s, e, length, (lo, hi) in zip(out, stride, eff, spatial, requested, strict=True)
-    )
-    full = tuple((lo, hi + extra) for (lo, hi), extra in zip(requested, overhang, strict=True))
+    # High padding that makes `lax.reduce_window` produce exactly `out` windows: at least
+    # what the last window needs (the ceil-mode overhang), and less than one more stride
+    # (a window PyTorch's ceil rule dropped must not come back).
+    full = []
+    for o, s, e, length, (lo, hi) in zip(out, stride, eff, spatial, requested, strict=True):
+        needed = (o - 1) * s + e - (length + lo)
+        full.append((lo, min(max(hi, needed), needed + s - 1)))
     return WindowGeometry(
         input_shape=spatial,
         window_shape=window,
         strides=stride,
         dilation=dil,
         requested_padding=requested,
-        padding=full,
+        padding=tuple(full),
         output_shape=out,
         num_batch_dims=len(x_shape) - 1 - n,
     )
