@@ -99,3 +99,14 @@ def test_tiny_lenet5_run_through_the_cli(tmp_path, data_dir):
     records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [3, 6, 6]  # two train logs, one eval
     assert (workdir / "checkpoint").is_dir()
+
+
+@pytest.mark.slow
+def test_default_config_reaches_the_issue_floor(tmp_path, data_dir):
+    """The default run (LeNet-5 on digits) must reach >= 98.5% test accuracy."""
+    workdir = tmp_path / "default"
+    result = run_train(f"--config.data_dir={data_dir}", "--workdir", str(workdir), timeout=600)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((workdir / "summary.json").read_text())
+    assert summary["test_accuracy"] >= 0.985, summary
+    assert summary["steps"] == 30 * (1442 // 64)
