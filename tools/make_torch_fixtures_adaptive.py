@@ -49,6 +49,8 @@ def _draw(rng: np.random.Generator, n: int):
         x = rng.standard_normal(shape).astype(np.float32)
     if flavour > 0.8:  # NaN and infinities
         x.flat[rng.integers(0, x.size, 3)] = rng.choice([np.nan, np.inf, -np.inf], 3)
+    if flavour > 0.9:  # several NaNs per bin: torch keeps the last one
+        x[rng.random(shape) < 0.4] = np.nan
     return x, tuple(sizes)
 
 
