@@ -22,6 +22,8 @@ from typing import Any
 
 import flax.linen as nn
 
+from poolnets.nn.antialias import blur_downsample, max_blur_downsample
+from poolnets.nn.attention_pool import attention_head, map_head
 from poolnets.nn.downsample import (
     Identity,
     PoolGeometry,
@@ -43,6 +45,7 @@ from poolnets.nn.research import (
     from_geometry,
     ratio_length,
 )
+from poolnets.nn.spectral import wavelet_downsample
 
 DownsampleFactory = Callable[[PoolGeometry, Any, str | None], nn.Module]
 HeadFactory = Callable[[HeadSpec, str | None], nn.Module]
@@ -188,6 +191,10 @@ register_downsample("median", windowed("median_pool"))
 register_downsample(
     "fractional", resized("fractional_max_pool", random=True), output_length=ceil_length
 )
+register_downsample("blur", blur_downsample, output_length=ceil_length)  # Zhang 2019
+register_downsample("max_blur", max_blur_downsample)  # Zhang 2019 MaxBlurPool
+register_downsample("spectral", resized("spectral_pool"), output_length=ceil_length)
+register_downsample("wavelet", wavelet_downsample, output_length=ceil_length)  # Haar LL
 register_downsample("mixed", from_geometry(MixedPool))  # learned alpha (Lee et al. 2016)
 register_downsample("mixed_random", from_geometry(MixedPool, random=True))  # Yu et al. 2014
 register_downsample("gated", from_geometry(GatedPool))
@@ -207,3 +214,5 @@ register_head("flatten", lambda spec, name=None: Flatten(spec.flatten_size, name
 register_head("gem", global_pool("global_gem_pool"))
 register_head("lse", global_pool("global_lse_pool"))
 register_head("soft", global_pool("global_soft_pool"))
+register_head("attention", attention_head)  # CLIP AttentionPool2d, N-d
+register_head("map", map_head)  # multi-head attention probe (big_vision MAPHead)
