@@ -32,7 +32,7 @@ from poolnets.nn.registry import make_downsample, make_head
 
 
 class AllCNN(nn.Module):
-    """All-CNN-C on `x: (N, *spatial, C)` -> `(N, num_classes)`; input at least 5 per dim.
+    """All-CNN-C on `x: (N, *spatial, C)` -> `(N, num_classes)`; input at least 9 per dim.
 
     downsample None means "strided_conv" (the published model); "max" gives the paper's
     Model C pooling. head None means "avg" over the class maps; a head whose output is not
