@@ -20,7 +20,6 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_CONFIG = os.path.join(HERE, "configs", "default.py")
 
 
-
 def fail(message: str) -> None:
     """One line on stderr, exit status 2."""
     print(f"train.py: error: {' '.join(str(message).split())}", file=sys.stderr)
