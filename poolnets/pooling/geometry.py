@@ -260,16 +260,19 @@ def window_geometry(
                     f"{e // 2}) for this op, as in PyTorch; got padding={padding!r} with "
                     f"window_shape={window_shape!r}, dilation={dilation!r}"
                 )
-    for length, e, (lo, hi) in zip(spatial, eff, requested, strict=True):
-        if e > length + lo + hi:
-            raise ValueError(
-                f"window_shape={window_shape!r} (effective size {e} with dilation={dilation!r})"
-                f" is larger than the padded input ({length} + {lo} + {hi}); x.shape={x_shape}"
-            )
     out = tuple(
         output_length(length, e, s, lo, hi, bool(ceil_mode))
         for length, e, s, (lo, hi) in zip(spatial, eff, stride, requested, strict=True)
     )
+    for o, length, e, (lo, hi) in zip(out, spatial, eff, requested, strict=True):
+        # In ceil mode PyTorch accepts a window up to stride - 1 larger than the padded
+        # input (one overhanging window); otherwise it must fit.
+        if o < 1:
+            raise ValueError(
+                f"window_shape={window_shape!r} (effective size {e} with dilation={dilation!r})"
+                f" is larger than the padded input ({length} + {lo} + {hi}) and gives no "
+                f"output (ceil_mode={ceil_mode}); x.shape={x_shape}"
+            )
     # High padding that makes `lax.reduce_window` produce exactly `out` windows: at least
     # what the last window needs (the ceil-mode overhang), and less than one more stride
     # (a window PyTorch's ceil rule dropped must not come back).

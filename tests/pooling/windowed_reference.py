@@ -205,8 +205,9 @@ def random_config(rng: np.random.Generator, *, half_window_padding: bool, dilati
                             for b in bound)
         spatial = [int(v) for v in rng.integers(1, 7 - n + (n == 1), n)]
         pads = explicit_pads(padding, spatial, effs, strides)
-        if any(e > length + lo + hi for e, length, (lo, hi) in zip(effs, spatial, pads,
-                                                                    strict=True)):
+        ceil_mode = bool(rng.random() < 0.5)
+        if any(count_windows(length, e, s, lo, hi, ceil_mode) < 1 for e, length, s, (lo, hi)
+               in zip(effs, spatial, strides, pads, strict=True)):
             continue
         batch = [int(v) for v in rng.integers(1, 3, int(rng.integers(0, 3)))]
         feats = int(rng.integers(1, 3))
@@ -215,7 +216,7 @@ def random_config(rng: np.random.Generator, *, half_window_padding: bool, dilati
             "strides": None if window == strides and rng.random() < 0.5 else tuple(strides),
             "padding": padding,
             "dilation": tuple(dil),
-            "ceil_mode": bool(rng.random() < 0.5),
+            "ceil_mode": ceil_mode,
         }
         if len(batch) == 1 and len(set(window)) == 1 and rng.random() < 0.5:
             kwargs["window_shape"] = window[0]  # int form: spatial dims = ndim - 2
