@@ -246,3 +246,13 @@ def test_bad_inputs():
         max_blur_pool(jnp.zeros((1, 3, 2)), 4)
     with pytest.raises(ValueError, match="kernel"):
         conv_blur_pool(jnp.zeros((1, 5, 5, 2)), jnp.zeros((3, 3, 3, 4)))
+
+
+def test_second_order():
+    """f piecewise linear => Hessian of |f(x)|^2 / 2 is J^T J (J: Jacobian of f)."""
+    x = jnp.asarray(np.random.default_rng(7).normal(size=(1, 6, 5, 1)), jnp.float32)
+    for fn in (lambda v: blur_pool(v, filter_size=3), lambda v: max_blur_pool(v, 2)):
+        hess = jax.jit(jax.hessian(lambda v, f=fn: 0.5 * jnp.sum(f(v) ** 2)))(x)
+        jac = jax.jit(jax.jacobian(fn))(x).reshape(-1, x.size)
+        np.testing.assert_allclose(np.asarray(hess).reshape(x.size, x.size),
+                                   np.asarray(jac.T @ jac), atol=1e-5)

@@ -264,3 +264,14 @@ def test_adjoint_gradient_and_dtypes():
 def test_bad_arguments(call, error, match):
     with pytest.raises(error, match=match):
         call(jnp.zeros((2, 5, 6, 3)), jnp.zeros((6, 5)))
+
+
+def test_second_order():
+    """Both ops are piecewise linear in the features: Hessian of |f|^2 / 2 is J^T J."""
+    feats = jnp.asarray(np.random.default_rng(4).normal(size=(1, 4, 5, 1)), jnp.float32)
+    boxes = jnp.asarray([[0.0, 0.3, 0.2, 3.7, 2.9], [0.0, -1.0, 1.0, 2.0, 5.0]])
+    for fn in (lambda f: roi_align(f, boxes, 2, sampling_ratio=2), lambda f: roi_pool(f, boxes, 2)):
+        hess = jax.jit(jax.hessian(lambda f, op=fn: 0.5 * jnp.sum(op(f) ** 2)))(feats)
+        jac = jax.jit(jax.jacobian(fn))(feats).reshape(-1, feats.size)
+        np.testing.assert_allclose(np.asarray(hess).reshape(feats.size, feats.size),
+                                   np.asarray(jac.T @ jac), atol=1e-5)
