@@ -345,3 +345,44 @@ def test_matches_torch_fixtures():
             # torch's own rounding (seen up to ~0.013 on |dx| ~ 0.25) sets this tolerance.
             tol = {"rtol": 5e-2, "atol": 5e-2}
         np.testing.assert_allclose(np.asarray(dx, np.float32), f["dx"], err_msg=msg, **tol)
+
+
+Z2 = np.zeros((2, 4, 4, 3), np.float32)
+
+
+@pytest.mark.parametrize("fn", [adaptive_avg_pool, adaptive_max_pool])
+@pytest.mark.parametrize(
+    "x,output_size,exc,words",
+    [
+        (Z2, (0, 2), ValueError, ["output_size", "(0, 2)"]),
+        (Z2, -1, ValueError, ["output_size", "-1"]),
+        (Z2, (), ValueError, ["output_size", "()"]),
+        (Z2, (2, 2.5), TypeError, ["output_size", "2.5"]),
+        (Z2, "2", TypeError, ["output_size", "'2'"]),
+        (Z2, None, TypeError, ["output_size", "None"]),
+        (
+            np.zeros((4, 3), np.float32),
+            (2, 2),
+            ValueError,
+            ["output_size=(2, 2)", "x.shape=(4, 3)"],
+        ),
+        (np.zeros((4, 3), np.float32), 2, ValueError, ["output_size=2", "x.shape=(4, 3)"]),
+        (np.zeros((2, 0, 3), np.float32), (2,), ValueError, ["x.shape=(2, 0, 3)"]),
+    ],
+)
+def test_bad_output_size_and_shape_name_argument_and_value(fn, x, output_size, exc, words):
+    with pytest.raises(exc) as info:
+        fn(x, output_size)
+    for word in words:
+        assert word in str(info.value)
+    with pytest.raises(exc):  # raised while tracing starts, never an XLA error
+        jax.jit(lambda a: fn(a, output_size))(x)
+
+
+def test_bad_dtypes_name_the_dtype():
+    with pytest.raises(TypeError, match=r"adaptive_avg_pool: x.*x.dtype=int32"):
+        adaptive_avg_pool(np.zeros((1, 4, 2), np.int32), (2,))
+    with pytest.raises(TypeError, match=r"x.dtype=bool"):
+        adaptive_avg_pool(np.zeros((1, 4, 2), bool), (2,))
+    with pytest.raises(TypeError, match=r"x.dtype=complex64"):
+        adaptive_max_pool(np.zeros((1, 4, 2), np.complex64), (2,))
