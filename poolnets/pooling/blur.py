@@ -14,9 +14,11 @@ Filters: the 1-D filter of size `f` (1..7) is row `f - 1` of Pascal's triangle d
 `2 ** (f - 1)` ([1], [1,1]/2, [1,2,1]/4, ..., [1,6,15,20,15,6,1]/64); the N-d filter is
 their outer product, applied per channel (depthwise) and separably, one axis at a time.
 
-Padding and output length (as the reference `antialiased_cnns.BlurPool`): each spatial dim
-is padded by `(f - 1) // 2` below and `f // 2` (= ceil((f - 1) / 2)) above, then the
-filter is applied with stride `s`, so `out = floor((L - 1) / s) + 1 = ceil(L / s)`.
+Padding and output length (as the reference `antialiased_cnns.BlurPool`, whose outputs
+for every filter size, the three pad modes and strides 2-3 are stored as test fixtures):
+each spatial dim is padded by `(f - 1) // 2` below and `f // 2` (= ceil((f - 1) / 2))
+above, then the filter is applied with stride `s`, so
+`out = floor((L - 1) / s) + 1 = ceil(L / s)`.
 `pad_mode`: "reflect" (mirror without repeating the edge, torch `ReflectionPad`; needs
 padding < L), "replicate" (repeat the edge) or "zero".
 

@@ -26,11 +26,15 @@ feature map. A traced ROI needing more samples than `G` is computed with its gri
 to `G` (torchvision with `sampling_ratio = min(adaptive, G)`), so for boxes reaching
 outside the image under jit pass `max_sampling_ratio`.
 
-Deviations from torchvision: a batch index outside `[0, N)` gives zeros (torchvision
-reads out of bounds); ties in RoIPool's max share the gradient (torchvision sends it to
-the first maximum); RoIPool of an all `-inf` bin gives `-inf` (torchvision `-FLT_MAX`).
-Gradients flow to `features` (and, piecewise, to box coordinates, which torchvision
-does not provide).
+Deviations from torchvision (all outside its well-defined inputs, or about gradients):
+a batch index outside `[0, N)` gives zeros (torchvision reads out of bounds); an aligned
+adaptive ROI with exactly one inverted axis (x2 < x1 xor y2 < y1) has no samples and
+gives zeros (torchvision's CPU kernel fails allocating a negative-size buffer); in
+RoIPool a NaN in a bin propagates (torchvision's `>` skips it), an all `-inf` bin gives
+`-inf` (torchvision `-FLT_MAX`), and tied maxima share the gradient (torchvision sends
+it to the first). Gradients flow to `features`; `roi_align` also differentiates the
+bilinear sampling w.r.t. box coordinates (torchvision returns none), `roi_pool`'s
+rounding makes those zero.
 """
 
 from __future__ import annotations
