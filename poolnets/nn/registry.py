@@ -171,6 +171,19 @@ def make_head(name: str, spec: HeadSpec, *, module_name: str | None = None) -> n
     return check_head(name)(spec, module_name)
 
 
+def blur_length(n: int, window: int, stride: int, padding: tuple[int, int]) -> int:
+    """ceil(n / stride); 0 (too small) when n < 2, where the 3-tap blur's reflect padding
+    of 1 is impossible (as torch's ReflectionPad in antialiased-cnns)."""
+    return ceil_length(n, window, stride, padding) if n >= 2 else 0
+
+
+def max_blur_length(n: int, window: int, stride: int, padding: tuple[int, int]) -> int:
+    """The strided max pool's length; 0 when the stride-1 max leaves fewer than 2 samples
+    for the blur's reflect padding."""
+    dense = n + sum(padding) - window + 1
+    return pooled_length(n, window, stride, padding) if dense >= 2 else 0
+
+
 # Built-in downsampling choices.
 register_downsample("max", windowed("max_pool"))
 register_downsample("avg", windowed("avg_pool"))
@@ -191,8 +204,8 @@ register_downsample("median", windowed("median_pool"))
 register_downsample(
     "fractional", resized("fractional_max_pool", random=True), output_length=ceil_length
 )
-register_downsample("blur", blur_downsample, output_length=ceil_length)  # Zhang 2019
-register_downsample("max_blur", max_blur_downsample)  # Zhang 2019 MaxBlurPool
+register_downsample("blur", blur_downsample, output_length=blur_length)  # Zhang 2019
+register_downsample("max_blur", max_blur_downsample, output_length=max_blur_length)
 register_downsample("spectral", resized("spectral_pool"), output_length=ceil_length)
 register_downsample("wavelet", wavelet_downsample, output_length=ceil_length)  # Haar LL
 register_downsample("mixed", from_geometry(MixedPool))  # learned alpha (Lee et al. 2016)
