@@ -280,23 +280,25 @@ def from_geometry(module: type[nn.Module], **fields: Any):
     return factory
 
 
-def fractional_factory(ratio: float = math.sqrt(2), **fields: Any):
-    """Registry factory for `FractionalMaxPool(ratio=ratio)` (the model's window, stride and
-    padding are not used: the pool resizes by `ratio`, Graham's FMP sqrt(2) by default)."""
+def fractional_factory(exponent: float = 0.5, **fields: Any):
+    """Registry factory for `FractionalMaxPool` resizing each dim by `ratio = stride **
+    exponent` (the model's window and padding are unused). The default turns every
+    stride-2 point into Graham's FMP sqrt(2) and leaves stride-1 points' size alone."""
 
     def factory(geometry, dtype, name=None):
         del dtype
+        ratio = tuple(s**exponent for s in geometry.strides)
         return FractionalMaxPool(ratio=ratio, spatial_dims=geometry.spatial_dims, name=name,
                                  **fields)
 
     return factory
 
 
-def ratio_length(ratio: float = math.sqrt(2)):
-    """Registry length rule `ceil(n / ratio)` matching `fractional_factory(ratio)`."""
+def ratio_length(exponent: float = 0.5):
+    """Registry length rule `ceil(n / stride ** exponent)` matching `fractional_factory`."""
 
     def length(n: int, window: int, stride: int, padding: tuple[int, int]) -> int:
-        del window, stride, padding
-        return math.ceil(n / ratio)
+        del window, padding
+        return math.ceil(n / stride**exponent)
 
     return length
