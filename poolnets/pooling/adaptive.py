@@ -220,13 +220,16 @@ def adaptive_max_pool(
     # Flat spatial index of each running maximum over the axes reduced so far. Reducing the
     # last axis first, then earlier ones, with the combiner's order, equals PyTorch's
     # row-major scan: within a window the candidates' flat indices grow with scan position.
-    flat = jnp.zeros((), jnp.int32)
+    # `flat` stays a small NumPy constant (size 1 on the axes not yet reduced) until a
+    # reduction makes it data-dependent: windowing a full-size constant would make XLA
+    # constant-fold a large gather at compile time.
+    flat = np.zeros((1,) * x.ndim, np.int32)
     stride = 1
     for axis, out in reversed(list(zip(_spatial_axes(x, n), sizes, strict=True))):
         length = x.shape[axis]
         if out == length:
             cells = np.arange(length, dtype=np.int32).reshape(_axis_shape(x.ndim, axis, length))
-            flat = jnp.broadcast_to(cells * stride + flat, values.shape)
+            flat = cells * stride + flat
         else:
             windows = _window_view(values, axis, length, out, fill)
             starts, _ = bin_bounds(length, out)
@@ -234,7 +237,10 @@ def adaptive_max_pool(
             # Cells past a bin's end keep their unclamped position, so they lose every tie.
             cells = (starts[:, None] + np.arange(k)).astype(np.int32)
             cells = cells.reshape((out, k) + (1,) * (x.ndim - axis - 1))
-            prev = _window_view(jnp.broadcast_to(flat, values.shape), axis, length, out, 0)
+            if flat.shape[axis] == 1:
+                prev = flat.reshape(flat.shape[: axis + 1] + (1,) + flat.shape[axis + 1 :])
+            else:
+                prev = _window_view(flat, axis, length, out, 0)
             values, flat = jax.lax.reduce(
                 (windows, jnp.broadcast_to(cells * stride + prev, windows.shape)),
                 (fill, np.int32(_MAX_FLAT_INDEX)),
@@ -242,6 +248,7 @@ def adaptive_max_pool(
                 (axis + 1,),
             )
         stride *= length
+    flat = jnp.broadcast_to(flat, values.shape)
     out_shape = values.shape
     batch_shape = x.shape[: x.ndim - 1 - n]
     gathered = jnp.take_along_axis(
