@@ -89,10 +89,11 @@ def spectral_pool(x: jax.Array, output_size: int | Sequence[int | None]) -> jax.
 
     Scale convention: the factor `M / L` makes `y` the samples of the trigonometric
     interpolant of `x` at positions `m * L / M`, so the mean is preserved, a constant stays
-    that constant, and a signal band-limited to |k| < M / 2 (or exactly at k = M/2 with a
-    real cosine) is reproduced exactly at the coarser grid. Rippel et al. crop without
-    rescaling (a factor `L / M` per dim larger in the inverse-DFT convention); the scale is
-    a constant that a following layer absorbs. Same as `scipy.signal.resample` per axis.
+    that constant, and a real signal band-limited to |k| <= M / 2 is reproduced exactly on
+    the coarser grid (at |k| = M / 2 only its cosine part survives there, and the folded
+    Nyquist bin gives exactly that). The bare crop `ifft_M(crop(fft_L(x)))` (NumPy's DFT
+    normalisation) would be `L / M` times larger per dim; a constant factor is absorbed by
+    the next layer. Equal to `scipy.signal.resample` applied per axis (tested).
 
     Args:
       x: `(*batch, *spatial, C)`, floating point.
