@@ -50,7 +50,7 @@ class Windows:
 
     def __init__(self, spatial, window, strides, dilation, padding, ceil_mode):
         n = len(spatial)
-        self.spatial = tuple(spatial)
+        self.spatial, self.window, self.strides = tuple(spatial), tuple(window), tuple(strides)
         effs = [d * (k - 1) + 1 for k, d in zip(window, dilation, strict=True)]
         self.pads = explicit_pads(padding, spatial, effs, strides)
         self.out = tuple(
