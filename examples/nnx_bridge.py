@@ -19,10 +19,13 @@ from poolnets.models import create
 
 
 def build(name: str = "resnet20", *, num_classes: int = 10, input_shape=(8, 32, 32, 3),
-          seed: int = 0, **options) -> nnx.Module:
-    """`create(name, ...)` wrapped for NNX and initialised on zeros of `input_shape`."""
+          rngs: nnx.Rngs | None = None, **options) -> nnx.Module:
+    """`create(name, ...)` wrapped for NNX and initialised on zeros of `input_shape`.
+
+    rngs: streams "params", "dropout" and "pool" (default seeds 0, 1, 2).
+    """
     model = create(name, num_classes=num_classes, **options)
-    rngs = nnx.Rngs(params=seed, dropout=seed + 1, pool=seed + 2)
+    rngs = rngs if rngs is not None else nnx.Rngs(params=0, dropout=1, pool=2)
     return nnx.bridge.ToNNX(model, rngs=rngs).lazy_init(jnp.zeros(input_shape), train=False)
 
 
