@@ -20,26 +20,6 @@ from poolnets.nn.downsample import PoolGeometry, pooled_length
 from poolnets.nn.heads import HeadSpec
 
 
-def _temporary_pools(x, window_shape, strides=None, padding=0, **_):
-    return fnn.max_pool(x, window_shape, strides, padding)
-
-
-@pytest.fixture(autouse=True)
-def windowed_pools_until_they_land(monkeypatch):
-    # TEMPORARY: max/avg/lp pools (issue 2) are written concurrently; until they exist in
-    # poolnets.pooling these Flax-based stand-ins let the registry wiring be tested.
-    def avg(x, window_shape, strides=None, padding=0):
-        return fnn.avg_pool(x, window_shape, strides, padding)
-
-    def lp(x, p, window_shape, strides=None, padding=0):
-        summed = fnn.avg_pool(x**p, window_shape, strides, padding) * np.prod(window_shape)
-        return summed ** (1.0 / p)
-
-    for name, fn in (("max_pool", _temporary_pools), ("avg_pool", avg), ("lp_pool", lp)):
-        if not hasattr(pooling, name):
-            monkeypatch.setattr(pooling, name, fn, raising=False)
-
-
 @pytest.fixture
 def scratch_names():
     added = []
