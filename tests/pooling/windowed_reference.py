@@ -31,17 +31,20 @@ def explicit_pads(padding, lengths, effs, strides):
 def count_windows(length, eff, stride, lo, hi, ceil_mode):
     """Enumerate window starts (padded coordinates) instead of using a closed formula."""
     padded = length + lo + hi
-    count = 0
-    while True:
-        start = count * stride
-        fits = start + eff <= padded
-        if ceil_mode:
-            # ceil rounding admits one partial window; PyTorch then requires it to start
-            # inside the input or the left padding.
-            fits = start + eff <= padded + stride - 1 and start < length + lo
-        if not fits:
-            return count
-        count += 1
+    starts = []
+    while starts == [] or starts[-1] + stride + eff <= padded:
+        starts.append(0 if not starts else starts[-1] + stride)
+    if starts[0] + eff > padded:
+        starts = []
+    if ceil_mode and starts and starts[-1] + eff < padded:
+        # ceil rounding admits one more, partial window ...
+        starts.append(starts[-1] + stride)
+    if ceil_mode and starts and starts[-1] >= length + lo:
+        # ... and PyTorch drops the last window once if it starts in the right padding
+        starts.pop()
+    if ceil_mode and not starts and eff <= padded + stride - 1 and 0 < length + lo:
+        starts = [0]  # a single window overhanging a padded input shorter than it
+    return len(starts)
 
 
 class Windows:
