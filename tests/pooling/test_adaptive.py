@@ -254,19 +254,26 @@ JIT_CASES = [((2, 7, 5, 3), (3, 4)), ((6, 2), (4,)), ((2, 2, 3, 5, 4, 1), (2, No
 
 
 @pytest.mark.parametrize("shape,sizes", JIT_CASES)
-def test_jit_vmap_match_eager(shape, sizes):
-    x = jnp.asarray(np.random.default_rng(3).integers(-2, 3, shape), jnp.float32)
-    for fn in (adaptive_avg_pool, lambda a, s: adaptive_max_pool(a, s, return_indices=True)):
-        eager = fn(x, sizes)
-        jax.tree.map(np.testing.assert_array_equal, jax.jit(fn, static_argnums=1)(x, sizes), eager)
-        stacked = jnp.stack([x, -x])
-        mapped = jax.vmap(lambda a, f=fn: f(a, sizes))(stacked)
-        jax.tree.map(
-            lambda m, a, b: np.testing.assert_array_equal(m, np.stack([a, b])),
-            mapped,
-            eager,
-            fn(-x, sizes),
-        )
+def test_jit_default_options_and_vmap_match_reference(shape, sizes):
+    x = np.random.default_rng(3).integers(-2, 3, shape).astype(np.float32)
+    stacked = np.stack([x, -x])
+    ref_avg = [ref_pool(a, sizes, "avg")[0] for a in stacked]
+    ref_max = [ref_pool(a, sizes, "max")[:2] for a in stacked]
+    got_avg = jax.jit(adaptive_avg_pool, static_argnums=1)(x, sizes)
+    got_max = jax.jit(functools.partial(adaptive_max_pool, return_indices=True), static_argnums=1)(
+        x, sizes
+    )
+    np.testing.assert_allclose(got_avg, ref_avg[0], rtol=1e-6)
+    np.testing.assert_array_equal(got_max[0], ref_max[0][0])
+    np.testing.assert_array_equal(got_max[1], ref_max[0][1])
+    mapped_avg, (mapped_max, mapped_idx) = quick_jit(
+        lambda a, s: jax.vmap(
+            lambda b: (adaptive_avg_pool(b, s), adaptive_max_pool(b, s, return_indices=True))
+        )(a)
+    )(stacked, sizes)
+    np.testing.assert_allclose(mapped_avg, np.stack(ref_avg), rtol=1e-6)
+    np.testing.assert_array_equal(mapped_max, np.stack([v for v, _ in ref_max]))
+    np.testing.assert_array_equal(mapped_idx, np.stack([i for _, i in ref_max]))
 
 
 @pytest.mark.parametrize("kind", ["avg", "max"])
