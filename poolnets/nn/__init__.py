@@ -9,6 +9,10 @@ from poolnets.nn.antialias import MaxBlurPool as MaxBlurPool
 from poolnets.nn.attention_pool import AttentionPool as AttentionPool
 from poolnets.nn.attention_pool import AttentionPool2d as AttentionPool2d
 from poolnets.nn.attention_pool import MAPHead as MAPHead
+from poolnets.nn.pooling import AvgPool as AvgPool
+from poolnets.nn.pooling import LPPool as LPPool
+from poolnets.nn.pooling import MaxPool as MaxPool
+from poolnets.nn.pooling import MinPool as MinPool
 from poolnets.nn.registry import (  # noqa: F401  (model zoo registries, issue 4)
     downsample_names,
     global_pool,
