@@ -134,7 +134,7 @@ def train_and_evaluate(
                     pending, t_log = [], now
             jax.block_until_ready(state)  # so eval_s does not include queued train steps
             t_eval = time.perf_counter()
-            result = {"step": step, "epoch": epoch + 1,
+            result = {"step": step, "epoch": round(step / steps_per_epoch, 3),
                       **evaluate(eval_fn, state, mesh, test, config.eval_batch_size)}
             eval_s += time.perf_counter() - t_eval
             writer.write(result)
