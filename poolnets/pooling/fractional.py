@@ -225,12 +225,3 @@ def fractional_max_pool(
         y = _max_over_intervals(y, axis, to_layout(starts), to_layout(ends), width)
     return y
 
-
-def fractional_regions(
-    length: int, output_size: int, u: float, *, overlapping: bool = False
-) -> list[tuple[int, int]]:
-    """Paper-rule pseudo-random regions along one dim as `[start, stop)` pairs (host-side,
-    NumPy; for inspection and tests)."""
-    bounds = np.asarray(_paper_boundaries(jnp.asarray([u], jnp.float32), length, output_size))
-    stops = np.minimum(bounds[1:] + 1, length) if overlapping else bounds[1:]
-    return [(int(a), int(b)) for a, b in zip(bounds[:-1], stops, strict=True)]

@@ -32,6 +32,15 @@ def _init(module, x=X):
     return module.init({"params": KEY, "pool": KEY}, x)
 
 
+def _host_init(module, x=X):
+    """Variables at init's shapes drawn host-side: compiling Flax's 4-D conv initialiser
+    costs seconds on this CPU, and the values do not matter to these tests."""
+    rng = np.random.default_rng(4)
+    shapes = jax.eval_shape(lambda: _init(module, x))
+    return jax.tree_util.tree_map(lambda s: jnp.asarray(0.3 * rng.normal(size=s.shape), s.dtype),
+                                  shapes)
+
+
 def _set(variables, **params):
     new = dict(variables["params"])
     new.update({k: jnp.asarray(v, jnp.float32) for k, v in params.items()})
@@ -95,32 +104,36 @@ def test_initial_parameters_and_parameter_free_modules():
 
 def test_lip_logits_come_from_conv_instance_norm_and_gate():
     module = LIPPool(3, 2, 1)
-    variables = _init(module)
+    variables = _host_init(module)
     kernel = variables["params"]["logit_conv"]["kernel"]
     assert kernel.shape == (3, 3, 3, 3) and "bias" not in variables["params"]["logit_conv"]
     h = jax.lax.conv_general_dilated(X, kernel, (1, 1), "SAME",
                                      dimension_numbers=("NHWC", "HWIO", "NHWC"))
     mean, var = h.mean(axis=(1, 2), keepdims=True), h.var(axis=(1, 2), keepdims=True)
-    logits = 12.0 * jax.nn.sigmoid((h - mean) / jnp.sqrt(var + 1e-6))
-    np.testing.assert_allclose(module.apply(variables, X), pooling.lip_pool(X, logits, 3, 2, 1),
-                               rtol=1e-5, atol=1e-6)
+    scale, bias = (variables["params"]["logit_norm"][k] for k in ("scale", "bias"))
+    logits = 12.0 * jax.nn.sigmoid((h - mean) / jnp.sqrt(var + 1e-6) * scale + bias)
+    got = jax.jit(module.apply)(variables, X)
+    np.testing.assert_allclose(got, pooling.lip_pool(X, logits, 3, 2, 1), rtol=1e-5, atol=1e-6)
 
 
 def test_gradients_reach_every_learned_parameter():
     modules = [MixedPool(2, per_feature=True), GatedPool(2), TreePool(2, num_leaves=4),
-               GeMPool(2), LSEPool(2, learn_r=True), LIPPool(2), GlobalGeMPool()]
+               GeMPool(2), LSEPool(2, learn_r=True), GlobalGeMPool()]
     x = np.abs(X) + 0.1
+    lip = LIPPool(2)
+    lip_params = _host_init(lip, x)["params"]
 
     @jax.jit
-    def grads(x):
+    def grads(x, lip_params):
         out = []
         for m in modules:
             v = _init(m, x)
             out.append(jax.grad(lambda p, m=m: jnp.sum(m.apply({"params": p}, x) ** 2))(
                 v["params"]))
+        out.append(jax.grad(lambda p: jnp.sum(lip.apply({"params": p}, x) ** 2))(lip_params))
         return out
 
-    for m, g in zip(modules, grads(x), strict=True):
+    for m, g in zip(modules + [lip], grads(x, lip_params), strict=True):
         for path, leaf in jax.tree_util.tree_leaves_with_path(g):
             assert np.all(np.isfinite(leaf)) and np.any(leaf != 0), (type(m).__name__, path)
 

@@ -307,7 +307,9 @@ def test_jit_and_vmap_agree_with_plain_calls():
         np.testing.assert_allclose(batched[name][1], single[name], rtol=1e-6, err_msg=name)
 
 
-SMOOTH = ("gem", "lse", "soft", "lip", "gated", "tree", "stochastic_eval")
+SMOOTH = ("gem", "lse", "soft", "lip", "mixed", "gated", "tree", "stochastic_eval")
+GLOBAL = {"global_gem": lambda a: global_gem_pool(jnp.abs(a), p=2.5),
+          "global_lse": lambda a: global_lse_pool(a, r=1.5), "global_soft": global_soft_pool}
 
 
 def test_gradients_match_finite_differences():
@@ -327,6 +329,12 @@ def test_gradients_match_finite_differences():
             g = jax.grad(lambda t, name=name: loss(name, t))(a)
             h = 1e-2
             fd = (loss(name, a + h * d) - loss(name, a - h * d)) / (2 * h)
+            out[name] = (jnp.sum(g * d), fd)
+        for name, f in GLOBAL.items():
+            w = weights[:, 0, 0]  # (N, C)
+            g = jax.grad(lambda t, f=f, w=w: jnp.sum(f(t) * w))(a)
+            h = 1e-2
+            fd = (jnp.sum(f(a + h * d) * w) - jnp.sum(f(a - h * d) * w)) / (2 * h)
             out[name] = (jnp.sum(g * d), fd)
         return out
 
