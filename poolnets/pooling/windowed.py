@@ -189,6 +189,9 @@ def avg_pool(
     `count_include_pad=True` taps on input or requested padding (not the ceil-mode
     overhang: PyTorch's `min(start + k, L + pad) - start`), with `False` taps on real input
     only. float16/bfloat16 accumulate in float32; integer input raises `TypeError`.
+    `padding='SAME'` pads explicitly, so with the default `count_include_pad=True` the
+    padded zeros count (as in Flax's default); Keras/TF 'same' averaging corresponds to
+    `count_include_pad=False`.
     Extension: `dilation` (PyTorch's avg pools have none) spreads the taps as in max pool.
     Deviation: with dilation a window can miss the input entirely; under
     `count_include_pad=False` its divisor is taken as 1 (output 0) instead of 0/0.

@@ -120,3 +120,18 @@ def test_unpool_argument_errors_name_the_argument():
         max_unpool(v, i, 2, strides=0)
     assert max_unpool(v, i, 2, padding="SAME", output_size=(3, 4)).shape == (1, 3, 4, 1)
     assert max_unpool(v, i, 2, output_size=(1, 1, 5, 4, 1)).shape == (1, 5, 4, 1)
+
+
+def test_pool_unpool_round_trip_under_vmap_jit_and_second_order():
+    x = jnp.asarray(np.random.default_rng(7).standard_normal((3, 2, 6, 6, 2)), jnp.float32)
+
+    def round_trip(v):
+        return max_unpool(*max_pool_with_indices(v, (2, 2)), (2, 2))
+
+    np.testing.assert_array_equal(jax.vmap(round_trip)(x), round_trip(x))
+    loss = lambda v: (round_trip(v) ** 3).sum()  # noqa: E731
+    np.testing.assert_allclose(jax.vmap(jax.grad(loss))(x), jax.grad(loss)(x), rtol=1e-6)
+    # round_trip keeps each window's max in place: d2/dx2 sum(y^3) = 6 x at the maxima
+    kept = round_trip(x) != 0
+    second = jax.jit(jax.grad(lambda v: jax.grad(loss)(v).sum()))(x)
+    np.testing.assert_allclose(second, jnp.where(kept, 6 * x, 0), rtol=1e-5)
