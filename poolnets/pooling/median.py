@@ -22,7 +22,7 @@ def median_pool(
     filter for impulse noise (Tukey 1974; see Huang, Yang & Tang, "A fast two-dimensional
     median filtering algorithm", IEEE TASSP 1979). NaNs sort last (`jnp.sort`).
     Geometry as in `poolnets.pooling.geometry` (no dilation/ceil mode, padding at most half
-    the window). Any real or integer dtype.
+    the window): `out = floor((L + lo + hi - k) / s) + 1`. Any real or integer dtype.
     """
     x = jnp.asarray(x)
     if not (jnp.issubdtype(x.dtype, jnp.floating) or jnp.issubdtype(x.dtype, jnp.integer)):

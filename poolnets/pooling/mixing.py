@@ -1,10 +1,11 @@
 """Learned mixtures of max and average pooling: mixed, gated and tree pooling.
 
 Windowed with the conventions of `poolnets.pooling.geometry` (no dilation or ceil mode;
-padding at most half the window). Padded positions belong to no window: `max` and `avg`
-below run over the window's real elements (`avg` as `count_include_pad=False`) and a
-padded tap contributes 0 to the gating/leaf responses `w . x`. Half-precision inputs are
-computed in float32 and cast back.
+padding at most half the window): `(*batch, *spatial, C) -> (*batch, *out, C)` with
+`out = floor((L + lo + hi - k) / s) + 1` per spatial dim. Padded positions belong to no
+window: `max` and `avg` below run over the window's real elements (`avg` as
+`count_include_pad=False`) and a padded tap contributes 0 to the gating/leaf responses
+`w . x`. Half-precision inputs are computed in float32 and cast back.
 
 Responses `w . x = sum_k w_k x_k` run over the window's taps in row-major order; `w`
 has shape `window_shape` (shared by all features, as in Lee et al.'s per-layer variant)

@@ -60,7 +60,8 @@ def stochastic_pool(
     * `key=None` (evaluation): `y = sum_i p_i a_i`.
 
     Geometry as in `poolnets.pooling.geometry` (no dilation/ceil mode, padding at most half
-    the window, padded taps excluded). Float inputs; half precision runs in float32.
+    the window, padded taps excluded): `out = floor((L + lo + hi - k) / s) + 1`. Float
+    inputs; half precision runs in float32.
     """
     x = jnp.asarray(x)
     require_float(x, "stochastic_pool")

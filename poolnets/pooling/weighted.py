@@ -1,7 +1,8 @@
 """Smooth weighted pools: GeM, log-sum-exp, SoftPool and LIP, windowed and global.
 
 Windowed forms take `(x, window_shape, strides=None, padding=0)` with the conventions of
-`poolnets.pooling.geometry` (no dilation or ceil mode; padding at most half the window).
+`poolnets.pooling.geometry` (no dilation or ceil mode; padding at most half the window):
+`(*batch, *spatial, C) -> (*batch, *out, C)`, `out = floor((L + lo + hi - k) / s) + 1`.
 Padded positions are not part of any window: every formula below runs over the window's
 real input elements only (like `avg_pool(count_include_pad=False)`), so every pool maps a
 constant input to that constant. Global forms reduce `(N, *spatial, C) -> (N, C)`.
