@@ -70,13 +70,7 @@ def train_and_evaluate(
             f"of {config.dataset!r}; choices: 1..{len(train)}"
         )
     total_steps = config.num_steps or config.num_epochs * steps_per_epoch
-    try:
-        workdir = artifacts.check_workdir(workdir)
-    except OSError as e:
-        raise ConfigError(f"workdir {workdir!r} is not writable: {e.strerror or e}") from None
     model_name = config.model if model is None else type(model).__name__
-    if model is None:
-        model = create_model(config, plan.num_classes)
 
     schedule = make_schedule(
         config.schedule, config.learning_rate, total_steps,
@@ -87,7 +81,16 @@ def train_and_evaluate(
     )
     init_key, step_key = jax.random.split(jax.random.key(config.seed))
     mesh = make_mesh()
-    state = put_replicated(mesh, create_train_state(model, tx, init_key, plan.image_shape))
+    try:  # models check their arguments when built and when first called
+        model = model or create_model(config, plan.num_classes)
+        state = create_train_state(model, tx, init_key, plan.image_shape)
+    except ValueError as e:
+        raise ConfigError(f"config.model={config.model!r}: {e}") from None
+    try:
+        workdir = artifacts.check_workdir(workdir)
+    except OSError as e:
+        raise ConfigError(f"workdir {workdir!r} is not writable: {e.strerror or e}") from None
+    state = put_replicated(mesh, state)
     step_key = put_replicated(mesh, step_key)
     t_compile = time.perf_counter()
     train_fn, eval_fn = compile_steps(

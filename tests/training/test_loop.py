@@ -5,6 +5,7 @@ import json
 import os
 
 import chex
+import flax.linen as nn
 import jax
 import numpy as np
 import pytest
@@ -102,3 +103,17 @@ def test_unwritable_workdir(tmp_path, tiny_config, tiny_model):
     with pytest.raises(ConfigError, match=r"workdir '.*a_file/run' is not writable"):
         train_and_evaluate(tiny_config, str(blocker / "run"), model=tiny_model,
                            show_progress=False)
+
+
+class _RejectsItsArguments(nn.Module):
+    @nn.compact
+    def __call__(self, x, *, train):
+        raise ValueError("width=-1 must be positive")
+
+
+def test_model_argument_error_is_a_config_error(tmp_path, tiny_config):
+    workdir = tmp_path / "run"
+    with pytest.raises(ConfigError, match=r"config.model='lenet5': width=-1 must be positive"):
+        train_and_evaluate(tiny_config, str(workdir), model=_RejectsItsArguments(),
+                           show_progress=False)
+    assert not workdir.exists()
