@@ -57,7 +57,9 @@ def create(
 
     downsample: a name from `poolnets.nn.downsample_names()` replacing every pooling layer of
         the model; None (default) keeps each model's published choice ("max" for LeNet-5, VGG
-        and ResNet, "subsample" for lenet5_1998, "strided_conv" for allcnn_c).
+        and ResNet, "subsample" for lenet5_1998, "strided_conv" for allcnn_c). ImageNet
+        ResNets pool only in the stem unless `downsample_blocks=True`; the CIFAR ResNets
+        (resnet20..110) have no pool, so a name there replaces their stride-2 convolutions.
     head: a name from `poolnets.nn.head_names()`; None (default) keeps the published head
         ("flatten" for LeNet, 7x7 adaptive average + "flatten" for VGG, "avg" for ResNet and
         All-CNN-C).
