@@ -139,16 +139,26 @@ def adaptive_avg_pool(x: jax.Array, output_size: OutputSize) -> jax.Array:
         raise TypeError(f"adaptive_avg_pool: x must be floating, got x.dtype={x.dtype}")
     acc_dtype = jnp.promote_types(x.dtype, jnp.float32)
     y = x.astype(acc_dtype)
+    out_of = dict(zip(_spatial_axes(x, len(sizes)), sizes, strict=True))
+    even = {a for a, o in out_of.items() if o != x.shape[a] and x.shape[a] % o == 0}
+    uneven = [a for a, o in out_of.items() if o != x.shape[a] and a not in even]
     count = np.ones((), np.float64)
-    for axis, out in zip(_spatial_axes(x, len(sizes)), sizes, strict=True):
-        length = x.shape[axis]
-        if out == length:
-            continue
-        starts, ends = bin_bounds(length, out)
-        count = count * (ends - starts).reshape(_axis_shape(x.ndim, axis, out)).astype(np.float64)
+    for axis in sorted(even) + uneven:
+        starts, ends = bin_bounds(x.shape[axis], out_of[axis])
+        bin_sizes = (ends - starts).reshape(_axis_shape(x.ndim, axis, out_of[axis]))
+        count = count * bin_sizes.astype(np.float64)
+    if even:
+        # Evenly dividing axes all at once: one reshape (L -> (o, L/o)) and one sum.
+        split, summed = [], []
+        for axis, length in enumerate(x.shape):
+            split += [out_of[axis], length // out_of[axis]] if axis in even else [length]
+            if axis in even:
+                summed.append(len(split) - 1)
+        y = y.reshape(split).sum(axis=tuple(summed))
+    for axis in uneven:
         # Masked window sums rather than a 0/1 matmul or cumsum differences: those would
         # leak an inf/NaN into bins that do not contain it (0 * inf, inf - inf).
-        y = _window_view(y, axis, length, out, 0).sum(axis=axis + 1)
+        y = _window_view(y, axis, x.shape[axis], out_of[axis], 0).sum(axis=axis + 1)
     return (y / count.astype(acc_dtype)).astype(x.dtype)
 
 
