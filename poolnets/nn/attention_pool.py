@@ -23,11 +23,13 @@ Both flatten a feature map `(N, *spatial, C)` (any number of spatial dims) into 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from poolnets.nn.heads import HeadSpec
 
@@ -124,6 +126,34 @@ class MAPHead(nn.Module):
                           name="mlp_out")(nn.gelu(hidden))
         out = attended + hidden
         return out[:, 0] if self.num_queries == 1 else out
+
+
+def params_from_clip(state: Mapping[str, Any], num_heads: int) -> dict[str, Any]:
+    """`AttentionPool` params from a CLIP/OpenCLIP `AttentionPool2d` state dict (arrays).
+
+    Torch `Linear` weights are `(out, in)`; flax's attention kernels split the feature
+    axis into heads: query/key/value `W.T -> (C, heads, C // heads)`, output projection
+    `W.T -> (heads, C // heads, out)`. CLIP flattens NCHW maps in row-major spatial order,
+    as `AttentionPool` flattens channels-last ones, so the positional embedding carries over.
+    """
+    pos = np.asarray(state["positional_embedding"])
+    features = pos.shape[1]
+    head_dim = features // resolve_num_heads(num_heads, features)
+
+    def split(prefix: str) -> dict[str, np.ndarray]:
+        weight, bias = np.asarray(state[f"{prefix}.weight"]), np.asarray(state[f"{prefix}.bias"])
+        return {"kernel": weight.T.reshape(features, num_heads, head_dim),
+                "bias": bias.reshape(num_heads, head_dim)}
+
+    out_weight = np.asarray(state["c_proj.weight"])
+    return {
+        "positional_embedding": pos,
+        "attention": {
+            "query": split("q_proj"), "key": split("k_proj"), "value": split("v_proj"),
+            "out": {"kernel": out_weight.T.reshape(num_heads, head_dim, -1),
+                    "bias": np.asarray(state["c_proj.bias"])},
+        },
+    }
 
 
 def attention_head(spec: HeadSpec, name: str | None = None) -> nn.Module:

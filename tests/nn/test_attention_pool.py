@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import pathlib
 
 import jax
 import jax.numpy as jnp
@@ -10,6 +11,9 @@ import numpy as np
 import pytest
 
 from poolnets.nn import AttentionPool, AttentionPool2d, MAPHead
+from poolnets.nn.attention_pool import params_from_clip
+
+FIXTURES = pathlib.Path(__file__).parent / "fixtures"
 
 
 def attention(queries, tokens, p):
@@ -139,3 +143,15 @@ def test_bad_arguments(feature_map):
         module.apply(variables, feature_map[:, :3, :4])
     with pytest.raises(ValueError, match="feature map"):
         init(module, 0, feature_map[:, 0, 0])
+
+
+def test_matches_open_clip_attention_pool_2d():
+    """OpenCLIP's AttentionPool2d output (tools/make_open_clip_fixture_attention_pool.py)."""
+    data = dict(np.load(FIXTURES / "open_clip_attention_pool.npz"))
+    heads = int(data["num_heads"])
+    params = params_from_clip(data, heads)
+    module = AttentionPool(num_heads=heads, output_dim=data["c_proj.weight"].shape[0])
+    shapes = jax.eval_shape(module.init, jax.random.key(0), data["x"])["params"]
+    assert jax.tree.map(np.shape, params) == jax.tree.map(lambda a: a.shape, shapes)
+    got = jax.jit(module.apply)({"params": params}, data["x"])
+    np.testing.assert_allclose(np.asarray(got), data["y"], atol=2e-5)
