@@ -92,10 +92,12 @@ class TableConv(nn.Module):
         src = np.array([i for row in self.table for i in row])
         dst = np.array([j for j, row in enumerate(self.table) for _ in row])
         fan_in = np.prod(self.window) * np.array([len(row) for row in self.table])[dst]
-        # LeCun normal per connection: each output map's fan-in is its own row's length.
-        init = nn.initializers.normal(1.0)
-        raw = self.param("kernel", init, (*self.window, len(src)), jnp.float32)
-        weights = raw / np.sqrt(fan_in)
+
+        def lecun_normal(key, shape, dtype=jnp.float32):
+            # Each output map's fan-in counts only the input maps its table row connects.
+            return jax.random.normal(key, shape, dtype) / np.sqrt(fan_in).astype(dtype)
+
+        weights = self.param("kernel", lecun_normal, (*self.window, len(src)), jnp.float32)
         bias = self.param("bias", nn.initializers.zeros, (len(self.table),), jnp.float32)
         dense = jnp.zeros((*self.window, self.in_features, len(self.table)), jnp.float32)
         dense = dense.at[..., src, dst].set(weights)
