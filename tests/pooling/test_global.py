@@ -173,3 +173,23 @@ def test_errors_raise_before_tracing_under_jit():
         jax.jit(lambda a: spatial_pyramid_pool(a, mode="sum"))(jnp.zeros((1, 4, 4, 1)))
     with pytest.raises(TypeError, match="x.dtype"):
         jax.jit(global_avg_pool)(jnp.zeros((1, 4, 1), jnp.int8))
+
+
+def test_vmap_and_second_order():
+    x = np.random.default_rng(4).standard_normal((3, 2, 5, 4, 2)).astype(np.float32)
+
+    def per_example(a):
+        return global_avg_pool(a), global_max_pool(a), spatial_pyramid_pool(a, (1, 2))
+
+    mapped = quick_jit(jax.vmap(per_example))(x)
+    for i in range(3):
+        want = (x[i].mean(axis=(1, 2)), x[i].max(axis=(1, 2)), spp_reference(x[i], (1, 2), "max"))
+        for got, ref in zip(mapped, want, strict=True):
+            np.testing.assert_allclose(got[i], ref, rtol=1e-6, atol=1e-7)
+    # global average is linear: the Hessian of 0.5*|gap(x)|^2 applied to v is
+    # gap^T gap v = broadcast(mean(v)) / (number of spatial cells).
+    v = np.random.default_rng(5).standard_normal(x.shape[1:]).astype(np.float32)
+    f = jax.grad(lambda a: 0.5 * jnp.sum(global_avg_pool(a) ** 2))
+    _, hvp = quick_jit(lambda a, t: jax.jvp(f, (a,), (t,)))(x[0], v)
+    want = np.broadcast_to(v.mean(axis=(1, 2), keepdims=True) / 20, v.shape)
+    np.testing.assert_allclose(hvp, want, rtol=1e-5, atol=1e-7)
