@@ -41,7 +41,14 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from poolnets.pooling.geometry import IntOrSeq, Padding, normalize_tuple, window_geometry
+from poolnets.pooling.geometry import (
+    IntOrSeq,
+    Padding,
+    normalize_tuple,
+    num_spatial_dims,
+    window_geometry,
+)
+from poolnets.pooling.windowed import avg_pool, max_pool
 
 MAX_FILTER_SIZE = 7
 _JNP_PAD_MODE = {"reflect": "reflect", "replicate": "edge", "zero": "constant"}
@@ -218,17 +225,18 @@ def max_blur_pool(
     padding: Padding = 0,
     pad_mode: str = "reflect",
 ) -> jax.Array:
-    """MaxBlurPool (Zhang 2019): max over `window_shape` with stride 1, then `blur_pool`.
+    """MaxBlurPool (Zhang 2019): `max_pool` over `window_shape` with stride 1, then
+    `blur_pool`.
 
-    `padding` (any form of `geometry.py`, -inf padded) belongs to the max stage. The spatial
+    `padding` (any form of `geometry.py`, -inf padded, at most half the window as in
+    PyTorch) belongs to the max stage. The spatial
     rank follows `window_shape` (int: `x.ndim - 2`). Output length per dim
     `ceil((L + lo + hi - k + 1) / s)`, which equals `floor((L + lo + hi - k) / s) + 1`, the
     length of the strided max pool it replaces (e.g. `MaxPool(2, 2)` -> `L // 2`).
     """
     x = check_float(x, "max_blur_pool")
-    geom = window_geometry(x.shape, window_shape, 1, padding)
-    n = geom.num_spatial
-    dense = lax.reduce_window(x, -jnp.inf, lax.max, **geom.lax_window_args())
+    n = num_spatial_dims(x.ndim, window_shape)
+    dense = max_pool(x, window_shape, 1, padding)
     sizes, strides, mode = _validated_blur(dense, filter_size, stride, pad_mode, n, "max_blur_pool")
     return _blur_subsample(dense, sizes, strides, mode)
 
@@ -250,11 +258,8 @@ def avg_blur_pool(
     equals `blur_pool(x, filter_size=f + 1)` (both pad `(f - 1) // 2` below).
     """
     x = check_float(x, "avg_blur_pool")
-    geom = window_geometry(x.shape, window_shape, 1, padding)
-    n = geom.num_spatial
-    acc = x.astype(compute_dtype(x.dtype))
-    dense = lax.reduce_window(acc, 0.0, lax.add, **geom.lax_window_args())
-    dense = (dense / math.prod(geom.window_shape)).astype(x.dtype)
+    n = num_spatial_dims(x.ndim, window_shape)
+    dense = avg_pool(x, window_shape, 1, padding)
     sizes, strides, mode = _validated_blur(dense, filter_size, stride, pad_mode, n, "avg_blur_pool")
     return _blur_subsample(dense, sizes, strides, mode)
 
