@@ -101,7 +101,7 @@ def _random_config(seed):
     return window, strides, padding, (2,) + spatial + (3,)
 
 
-CONFIGS = [_random_config(seed) for seed in range(8)]
+CONFIGS = [_random_config(seed) for seed in range(6)]
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda c: f"w{c[0]}s{c[1]}p{c[2]}x{c[3]}")
