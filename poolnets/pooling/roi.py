@@ -13,8 +13,11 @@ Both ops are separable per axis, which is how they stay static-shaped and cheap:
   bin's `gh x gw` sample grid is `wy^T F wx`, with `wy (H,)` the sum of the 1-D weight
   vectors of the `gh` row samples (likewise `wx`). Building `wy` costs `K*ph*G*H` and the
   contraction `K*ph*N*H*W*C + K*ph*pw*W*C` multiply-adds (N: batch size of `features`).
-* RoIPool takes the max over `[hstart, hend) x [wstart, wend)`: rows first with a mask
-  `(K, ph, H)`, then columns. Peak memory `K * ph * H * W * C` (masked intermediate).
+* RoIPool takes the max over `[hstart, hend) x [wstart, wend)`. A 2-D sparse table
+  (`S[i, j] = max over 2^i x 2^j windows`, `(floor(log2 H) + 1) * (floor(log2 W) + 1)`
+  copies of `features`) answers every bin with 4 gathered entries (overlapping
+  power-of-two windows), so the cost is independent of box sizes: memory
+  `~log2(H) log2(W) N H W C + K ph pw C`.
 
 The adaptive sampling grid (`sampling_ratio <= 0`: `ceil(roi_h / ph)` samples per bin row)
 is data-dependent. Samples live on a static grid of `G` per bin and axis, masked beyond
@@ -212,15 +215,43 @@ def _round_half_away(v: jax.Array) -> jax.Array:
     return (jnp.sign(v) * jnp.floor(jnp.abs(v) + 0.5)).astype(jnp.int32)
 
 
-def _bin_masks(start, roi_len, bins: int, length: int, dtype):
-    """Row masks `(K, bins, length)` of torchvision's RoIPool bins, and their emptiness."""
+def _bin_bounds(start, roi_len, bins: int, length: int, dtype):
+    """`[lo, hi)` of torchvision's RoIPool bins along one axis, `(K, bins)` each."""
     bin_size = roi_len.astype(dtype) / bins
     p = jnp.arange(bins, dtype=dtype)[None, :]
     lo = jnp.floor(p * bin_size[:, None]).astype(jnp.int32) + start[:, None]
     hi = jnp.ceil((p + 1) * bin_size[:, None]).astype(jnp.int32) + start[:, None]
-    lo, hi = jnp.clip(lo, 0, length), jnp.clip(hi, 0, length)
-    cells = jnp.arange(length)
-    return (cells >= lo[..., None]) & (cells < hi[..., None]), hi <= lo
+    return jnp.clip(lo, 0, length), jnp.clip(hi, 0, length)
+
+
+def _shifted_max(table: jax.Array, shift: int, axis: int) -> jax.Array:
+    """`max(t[i], t[i + shift])` along `axis`, -inf past the end."""
+    tail = jax.lax.slice_in_dim(table, shift, table.shape[axis], axis=axis)
+    pad = [(0, 0)] * table.ndim
+    pad[axis] = (0, shift)
+    return jnp.maximum(table, jnp.pad(tail, pad, constant_values=-jnp.inf))
+
+
+def _sparse_table(features: jax.Array) -> jax.Array:
+    """`S[i, j, n, h, w] = max(features[n, h:h + 2**i, w:w + 2**j])` (where in range),
+    shape `(levels_h, levels_w, N, H, W, C)`: any box max is the max of 4 entries."""
+    _, height, width, _ = features.shape
+    rows = [features]
+    while 2 ** len(rows) <= height:
+        rows.append(_shifted_max(rows[-1], 2 ** (len(rows) - 1), axis=1))
+    table = []
+    for level in rows:
+        cols = [level]
+        while 2 ** len(cols) <= width:
+            cols.append(_shifted_max(cols[-1], 2 ** (len(cols) - 1), axis=2))
+        table.append(jnp.stack(cols))
+    return jnp.stack(table)
+
+
+def _floor_log2(lengths: jax.Array, longest: int) -> jax.Array:
+    table = np.zeros(longest + 1, np.int32)
+    table[2:] = np.floor(np.log2(np.arange(2, longest + 1))).astype(np.int32)
+    return jnp.asarray(table)[jnp.clip(lengths, 0, longest)]
 
 
 def roi_pool(
@@ -244,13 +275,21 @@ def roi_pool(
     n, height, width, _ = features.shape
     corners = _round_half_away(boxes[:, 1:] * jnp.asarray(spatial_scale, dtype))
     x1, y1, x2, y2 = (corners[:, i] for i in range(4))
-    rows, empty_h = _bin_masks(y1, jnp.maximum(y2 - y1 + 1, 1), ph, height, dtype)
-    cols, empty_w = _bin_masks(x1, jnp.maximum(x2 - x1 + 1, 1), pw, width, dtype)
+    top, bottom = _bin_bounds(y1, jnp.maximum(y2 - y1 + 1, 1), ph, height, dtype)
+    left, right = _bin_bounds(x1, jnp.maximum(x2 - x1 + 1, 1), pw, width, dtype)
     batch_index = boxes[:, 0].astype(jnp.int32)
-    valid = (batch_index >= 0) & (batch_index < n)
-    per_roi = features[jnp.clip(batch_index, 0, n - 1)]  # (K, H, W, C)
-    neg = jnp.asarray(-jnp.inf, features.dtype)
-    by_row = jnp.max(jnp.where(rows[:, :, :, None, None], per_roi[:, None], neg), axis=2)
-    out = jnp.max(jnp.where(cols[:, None, :, :, None], by_row[:, :, None], neg), axis=3)
-    empty = empty_h[:, :, None] | empty_w[:, None, :] | ~valid[:, None, None]
+    empty = ((bottom <= top)[:, :, None] | (right <= left)[:, None, :]
+             | ((batch_index < 0) | (batch_index >= n))[:, None, None])
+    # A bin [a, b) is covered by the two power-of-two windows starting at a and b - 2^i.
+    level_h = _floor_log2(bottom - top, height)
+    level_w = _floor_log2(right - left, width)
+    row_ends = jnp.maximum(bottom - 2 ** level_h, top)
+    col_ends = jnp.maximum(right - 2 ** level_w, left)
+    table = _sparse_table(features)
+    i, j = level_h[:, :, None], level_w[:, None, :]
+    batch = jnp.clip(batch_index, 0, n - 1)[:, None, None]
+    corners = [table[i, j, batch, r[:, :, None], c[:, None, :]]
+               for r in (jnp.minimum(top, height - 1), jnp.minimum(row_ends, height - 1))
+               for c in (jnp.minimum(left, width - 1), jnp.minimum(col_ends, width - 1))]
+    out = jnp.maximum(jnp.maximum(corners[0], corners[1]), jnp.maximum(corners[2], corners[3]))
     return jnp.where(empty[..., None], jnp.zeros((), features.dtype), out)

@@ -157,9 +157,10 @@ def test_roi_align_matches_numpy_port_random():
 
 def test_roi_pool_matches_numpy_port_random():
     rng = np.random.default_rng(1)
-    feats = rng.normal(size=(2, 5, 7, 3)).astype(F32)
-    for size, scale in [((2, 3), 1.0), ((3, 3), 0.5), ((1, 4), 0.25)]:
-        boxes = random_boxes(rng, 12, 2, 8.0 / scale)
+    for shape, size, scale in [((2, 5, 7, 3), (2, 3), 1.0), ((2, 5, 7, 3), (3, 3), 0.5),
+                               ((2, 5, 7, 3), (1, 4), 0.25), ((3, 13, 11, 2), (2, 3), 1.0)]:
+        feats = rng.normal(size=shape).astype(F32)
+        boxes = random_boxes(rng, 16, shape[0], max(shape[1:3]) / scale)
         boxes[-3:, 1:] = np.round(boxes[-3:, 1:] * 2 * scale) / (2 * scale)  # exact halves
         got = jax.jit(lambda f, b=boxes, size=size, scale=scale:
                       roi_pool(f, b, size, spatial_scale=scale))(feats)
