@@ -17,6 +17,20 @@ SUMMARY_FILE = "summary.json"
 CHECKPOINT_DIR = "checkpoint"
 
 
+def check_workdir_creatable(workdir: str) -> None:
+    """Raises OSError if `workdir` can clearly not be created or written, without creating it.
+
+    Walks up to the nearest existing path: it must be a directory we may write into.
+    """
+    path = os.path.abspath(workdir)
+    while not os.path.exists(path):
+        path = os.path.dirname(path)
+    if not os.path.isdir(path):
+        raise NotADirectoryError(20, "Not a directory", path)
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise PermissionError(13, "Permission denied", path)
+
+
 def check_workdir(workdir: str) -> str:
     """Creates `workdir` if needed and proves it writable; returns its absolute path.
 

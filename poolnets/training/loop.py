@@ -60,6 +60,10 @@ def train_and_evaluate(
     """
     t_start = time.perf_counter()
     plan: Plan = check_config(config, num_devices=jax.device_count(), check_model_name=not model)
+    try:
+        artifacts.check_workdir_creatable(workdir)  # fail fast; created only once all is valid
+    except OSError as e:
+        raise ConfigError(f"workdir {workdir!r} is not writable: {e.strerror or e}") from None
     data_dir = config.data_dir or default_data_dir()
     train = load_split(config.dataset, "train", data_dir)
     test = load_split(config.dataset, "test", data_dir)
