@@ -256,3 +256,14 @@ def test_second_order():
         jac = jax.jit(jax.jacobian(fn))(x).reshape(-1, x.size)
         np.testing.assert_allclose(np.asarray(hess).reshape(x.size, x.size),
                                    np.asarray(jac.T @ jac), atol=1e-5)
+
+
+def test_frequency_response_is_binomial_low_pass():
+    """Odd f: the centred binomial filter maps cos(w n) to cos(w / 2)^(f - 1) cos(w n)."""
+    n = np.arange(40)
+    for f, w in [(3, 0.4), (5, 1.3), (7, 2.9)]:
+        x = np.cos(w * n).astype(np.float32)[None, :, None]
+        y = np.asarray(blur_pool(x, filter_size=f, stride=1))[0, :, 0]
+        inner = slice(f, -f)
+        np.testing.assert_allclose(y[inner], np.cos(w / 2) ** (f - 1) * np.cos(w * n)[inner],
+                                   atol=1e-5)
