@@ -45,7 +45,7 @@ class TestTransforms(chex.TestCase):
         for name, fn in OPS.items():
             loss = lambda v, fn=fn: (fn(v) ** 2).sum()  # noqa: E731
             value, grad = self.variant(jax.value_and_grad(loss))(x)
-            batched = jax.vmap(jax.value_and_grad(loss))(x[:, None])
+            batched = jax.jit(jax.vmap(jax.value_and_grad(loss)))(x[:, None])
             np.testing.assert_allclose(batched[0].sum(), value, rtol=1e-5, err_msg=name)
             np.testing.assert_allclose(batched[1][:, 0], grad, rtol=1e-5, err_msg=name)
             np.testing.assert_allclose(self.variant(fn)(x), fn(x), rtol=1e-6, err_msg=name)
