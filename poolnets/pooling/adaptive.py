@@ -262,8 +262,8 @@ def adaptive_max_pool(
     out_shape = values.shape
     batch_shape = x.shape[: x.ndim - 1 - n]
     gathered = jnp.take_along_axis(
-        x.reshape(batch_shape + (-1, x.shape[-1])),
-        flat.reshape(batch_shape + (-1, x.shape[-1])),
+        x.reshape(batch_shape + (math.prod(spatial_shape), x.shape[-1])),
+        flat.reshape(batch_shape + (math.prod(sizes), x.shape[-1])),
         axis=-2,
         mode="promise_in_bounds",
     ).reshape(out_shape)

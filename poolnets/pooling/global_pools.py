@@ -98,5 +98,8 @@ def spatial_pyramid_pool(
     if mode == "avg" and not jnp.issubdtype(x.dtype, jnp.floating):
         raise TypeError(f"spatial_pyramid_pool: mode='avg' needs floating x, got x.dtype={x.dtype}")
     pool = adaptive_max_pool if mode == "max" else adaptive_avg_pool
-    flat = [pool(x, (int(level),) * n).reshape(x.shape[0], -1) for level in levels]
+    flat = [
+        pool(x, (int(level),) * n).reshape(x.shape[0], int(level) ** n * x.shape[-1])
+        for level in levels
+    ]
     return jnp.concatenate(flat, axis=-1)

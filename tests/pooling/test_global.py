@@ -193,3 +193,13 @@ def test_vmap_and_second_order():
     _, hvp = quick_jit(lambda a, t: jax.jvp(f, (a,), (t,)))(x[0], v)
     want = np.broadcast_to(v.mean(axis=(1, 2), keepdims=True) / 20, v.shape)
     np.testing.assert_allclose(hvp, want, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("shape", [(2, 5, 6, 0), (0, 5, 6, 3)])
+def test_empty_batch_or_features_keep_their_shape(shape):
+    x = jax.ShapeDtypeStruct(shape, jnp.float32)
+    n, c = shape[0], shape[-1]
+    assert jax.eval_shape(lambda a: adaptive_max_pool(a, (3, 4)), x).shape == (n, 3, 4, c)
+    assert jax.eval_shape(lambda a: adaptive_avg_pool(a, (3, 4)), x).shape == (n, 3, 4, c)
+    assert jax.eval_shape(global_max_pool, x).shape == (n, c)
+    assert jax.eval_shape(spatial_pyramid_pool, x).shape == (n, 21 * c)
