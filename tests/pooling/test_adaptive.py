@@ -156,9 +156,12 @@ def test_avg_forward_and_grad_match_reference(chunk):
 def test_max_forward_indices_and_grad_match_reference(chunk):
     rng = np.random.default_rng(2000 + chunk)
     for n, (x, sizes) in enumerate(_configs(100 + chunk, PER_CHUNK)):
-        if rng.random() < 0.25:  # NaNs and infinities: NaN wins, the last NaN among NaNs
+        flavour = rng.random()
+        if flavour < 0.25:  # NaNs and infinities: NaN wins, the last NaN among NaNs
             x = x.copy()
             x.flat[rng.integers(0, x.size, 3)] = rng.choice([np.nan, np.inf, -np.inf], 3)
+        elif flavour < 0.4:  # several NaNs per bin
+            x = np.where(rng.random(x.shape) < 0.4, np.float32(np.nan), x)
         want, want_idx, vjp = ref_pool(x, sizes, "max")
         msg = f"{x.shape} {sizes}"
         if n % 4:
