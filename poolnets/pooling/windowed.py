@@ -132,6 +132,8 @@ def max_pool(
     reverse mode, with or without dilation) route to the element PyTorch's CPU kernel
     picks: the first maximum in row-major window order, or the last NaN (see
     `poolnets.pooling.indices`), accumulated over overlapping windows.
+    Deviation: the forward value is XLA's max, which for a window holding both -0.0 and
+    +0.0 returns +0.0 where PyTorch returns the first; `max_pool_with_indices` matches.
     """
     return _extreme(x, window_shape, strides, padding, dilation, ceil_mode, largest=True)
 

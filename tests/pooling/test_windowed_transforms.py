@@ -128,6 +128,11 @@ def test_hand_computed_torch_cases():
     # lp_pool1d([0, 0, 1, 2], 2, 2) has gradient 0 (not NaN) on the all-zero window
     grad = jax.grad(lambda v: lp_pool(v, 2, (2,)).sum())(jnp.array([[0.0], [0], [1], [2]]))
     np.testing.assert_allclose(grad[:, 0], [0, 0, 1 / 5 ** 0.5, 2 / 5 ** 0.5], rtol=1e-6)
+    # lp_pool1d([-1, -2, 1, 2], p, 2) for p = 1, 2, 3: signed sum, norm, NaN (no abs)
+    x = jnp.array([[-1.0], [-2.0], [1.0], [2.0]])
+    np.testing.assert_allclose(lp_pool(x, 1, (2,))[:, 0], [-3, 3])
+    np.testing.assert_allclose(lp_pool(x, 2, (2,))[:, 0], [5 ** 0.5] * 2, rtol=1e-6)
+    np.testing.assert_allclose(lp_pool(x, 3, (2,))[:, 0], [np.nan, 9 ** (1 / 3)], rtol=1e-6)
     # p = inf is max_pool(|x|)
     x = jnp.array([[-3.0], [1.0], [2.0], [-1.0]])
     np.testing.assert_array_equal(lp_pool(x, float("inf"), (2,))[:, 0], [3, 2])
