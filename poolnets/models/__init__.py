@@ -19,6 +19,7 @@ from poolnets.models.lenet import LeNet5, LeNet5_1998
 from poolnets.models.resnet import ResNet18, ResNet34, ResNet50, ResNet101, ResNet152
 from poolnets.models.vgg import vgg
 from poolnets.nn.registry import check_downsample, check_head
+from poolnets.weights.torchvision import load_torchvision  # noqa: F401  (public API)
 
 _MODELS: dict[str, functools.partial] = {
     "lenet5": functools.partial(LeNet5),

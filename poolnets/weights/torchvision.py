@@ -1,0 +1,206 @@
+"""torchvision ResNet / VGG state dicts -> Flax variables of `poolnets.models.create(name)`.
+
+The expected state dict is derived once from the zoo's own variable tree (`jax.eval_shape`
+of `create(name).init`), by renaming modules to torchvision's attribute paths:
+
+    ResNet  stem_conv, stem_bn -> conv1, bn1;  stage{i}_block{j} -> layer{i}.{j};
+            proj_conv, proj_bn -> downsample.0, downsample.1;  fc -> fc
+    VGG     conv{n}, bn{n} -> features.{k}, features.{k+1} (k: index of the n-th conv in
+            torchvision's `features` Sequential);  fc0, fc1, classifier -> classifier.0/3/6
+
+and leaves: kernel -> weight, bias -> bias, scale -> weight, batch_stats mean / var ->
+running_mean / running_var (`num_batches_tracked` is accepted and ignored; checkpoints
+saved before torch 0.4.1 lack it). Layouts: conv OIHW -> HWIO; Linear (out, in) -> (in,
+out); VGG's first classifier layer also reorders its inputs, since torchvision flattens the
+7x7 pooled map as (C, H, W) and poolnets, channels-last, as (H, W, C).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from poolnets.weights.torch_file import StateDict, read_state_dict
+
+RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
+VGGS = tuple(f"vgg{d}{bn}" for d in (11, 13, 16, 19) for bn in ("", "_bn"))
+SUPPORTED = RESNETS + VGGS
+VGG_GRID = (7, 7)  # torchvision VGG's adaptive average pool output, flattened by fc0
+LEAVES = {("params", "kernel"): "weight", ("params", "bias"): "bias",
+          ("params", "scale"): "weight", ("batch_stats", "mean"): "running_mean",
+          ("batch_stats", "var"): "running_var"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    """One state-dict tensor and where it goes: variables[collection][*path]."""
+
+    key: str
+    torch_shape: tuple[int, ...]
+    collection: str
+    path: tuple[str, ...]
+    layout: str  # "conv" | "linear" | "linear_chw" | "vector"
+
+
+def _check_name(name: str) -> None:
+    if name not in SUPPORTED:
+        raise ValueError(f"name {name!r} has no torchvision checkpoint mapping; "
+                         f"choices: {', '.join(SUPPORTED)}")
+
+
+def _vgg_feature_index(name: str) -> list[int]:
+    """Index in torchvision's `features` Sequential of each conv, in order."""
+    from poolnets.models.vgg import CONFIGS, POOL
+
+    per_conv = 3 if name.endswith("_bn") else 2  # conv, [bn], relu
+    index, out = 0, []
+    for c in CONFIGS[name.removesuffix("_bn")]:
+        if c == POOL:
+            index += 1
+        else:
+            out.append(index)
+            index += per_conv
+    return out
+
+
+def _torch_module(name: str, path: tuple[str, ...]) -> str:
+    """torchvision's attribute path of the poolnets module at `path`."""
+    if name.startswith("resnet"):
+        top = {"stem_conv": "conv1", "stem_bn": "bn1", "fc": "fc"}
+        if path[0] in top:
+            return top[path[0]]
+        stage, block = path[0].removeprefix("stage").split("_block")
+        inner = {"proj_conv": "downsample.0", "proj_bn": "downsample.1"}.get(path[1], path[1])
+        return f"layer{stage}.{block}.{inner}"
+    top = {"fc0": "classifier.0", "fc1": "classifier.3", "classifier": "classifier.6"}
+    if path[0] in top:
+        return top[path[0]]
+    kind, n = re.fullmatch(r"(conv|bn)(\d+)", path[0]).groups()
+    return f"features.{_vgg_feature_index(name)[int(n)] + (kind == 'bn')}"
+
+
+def abstract_variables(name: str, num_classes: int = 1000) -> dict[str, Any]:
+    """Shapes of `create(name, num_classes=num_classes).init(...)` (nothing is computed)."""
+    from poolnets import models
+
+    _check_name(name)
+    model = models.create(name, num_classes=num_classes)
+    size = 32 if name.startswith("vgg") else 64
+    x = jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32)
+    return jax.eval_shape(lambda x: model.init(jax.random.key(0), x, train=False), x)
+
+
+def layout(name: str, num_classes: int = 1000) -> list[Entry]:
+    """Every state-dict tensor of torchvision's `name` with `num_classes` outputs."""
+    entries = []
+    for key_path, leaf in jax.tree_util.tree_flatten_with_path(
+            abstract_variables(name, num_classes))[0]:
+        collection, *path = (k.key for k in key_path)
+        module, field = tuple(path[:-1]), path[-1]
+        shape = leaf.shape
+        if field == "kernel" and len(shape) == 4:
+            kind, torch_shape = "conv", (shape[3], shape[2], shape[0], shape[1])
+        elif field == "kernel":
+            kind = "linear_chw" if module == ("fc0",) else "linear"
+            torch_shape = (shape[1], shape[0])
+        else:
+            kind, torch_shape = "vector", shape
+        key = f"{_torch_module(name, module)}.{LEAVES[(collection, field)]}"
+        entries.append(Entry(key, torch_shape, collection, tuple(path), kind))
+    return entries
+
+
+def batch_norm_counters(entries: list[Entry]) -> set[str]:
+    """The optional `num_batches_tracked` key of every BatchNorm layer."""
+    return {e.key.rsplit(".", 1)[0] + ".num_batches_tracked" for e in entries
+            if e.key.endswith(".running_mean")}
+
+
+def expected_shapes(name: str, num_classes: int = 1000) -> dict[str, tuple[int, ...]]:
+    """torchvision's `model.state_dict()` shapes for `name`, num_batches_tracked included."""
+    entries = layout(name, num_classes)
+    shapes = {e.key: e.torch_shape for e in entries}
+    shapes.update({k: () for k in sorted(batch_norm_counters(entries))})
+    return shapes
+
+
+def _num_classes(name: str, state_dict: StateDict) -> int:
+    key = "fc.weight" if name.startswith("resnet") else "classifier.6.weight"
+    value = state_dict.get(key)
+    if value is None or value.ndim != 2:
+        got = None if value is None else value.shape
+        raise ValueError(f"state dict is not a torchvision {name}: classifier {key!r} is "
+                         f"{'missing' if got is None else f'of shape {got}'}")
+    return int(value.shape[0])
+
+
+def _to_flax(entry: Entry, value: np.ndarray) -> np.ndarray:
+    value = np.asarray(value, np.float32)
+    if entry.layout == "conv":
+        value = value.transpose(2, 3, 1, 0)
+    elif entry.layout == "linear":
+        value = value.T
+    elif entry.layout == "linear_chw":  # rows c*49 + h*7 + w  ->  (h*7 + w)*C + c
+        out, flat = value.shape
+        channels = flat // int(np.prod(VGG_GRID))
+        value = value.reshape(out, channels, *VGG_GRID).transpose(2, 3, 1, 0).reshape(-1, out)
+    return np.ascontiguousarray(value)
+
+
+def _mismatch_report(name: str, entries: list[Entry], state_dict: StateDict) -> str | None:
+    expected = {e.key: e.torch_shape for e in entries}
+    optional = batch_norm_counters(entries)
+    missing = [k for k in expected if k not in state_dict]
+    extra = [k for k in state_dict if k not in expected and k not in optional]
+    wrong = [f"{k}: file {tuple(state_dict[k].shape)}, expected {expected[k]}"
+             for k in expected if k in state_dict and tuple(state_dict[k].shape) != expected[k]]
+    wrong += [f"{k}: file {tuple(state_dict[k].shape)}, expected ()"
+              for k in optional if k in state_dict and state_dict[k].shape != ()]
+    if not (missing or extra or wrong):
+        return None
+    parts = [f"{title} ({len(items)}): {items[:8]}" for title, items in
+             (("missing keys", [f"{k} {expected[k]}" for k in missing]),
+              ("unexpected keys", [f"{k} {tuple(state_dict[k].shape)}" for k in extra]),
+              ("wrong shapes", wrong)) if items]
+    return f"state dict does not match torchvision {name}: " + "; ".join(parts)
+
+
+def convert_torchvision(name: str, state_dict: StateDict) -> dict[str, Any]:
+    """Flax variables {"params", "batch_stats"} (NumPy float32) for
+    `create(name, num_classes=<rows of the file's classifier>)` from a torchvision state dict.
+
+    Raises ValueError naming the first missing, unexpected and wrongly shaped keys.
+    """
+    _check_name(name)
+    entries = layout(name, _num_classes(name, state_dict))
+    report = _mismatch_report(name, entries, state_dict)
+    if report:
+        raise ValueError(report)
+    variables: dict[str, Any] = {}
+    for entry in entries:
+        node = variables.setdefault(entry.collection, {})
+        for part in entry.path[:-1]:
+            node = node.setdefault(part, {})
+        node[entry.path[-1]] = _to_flax(entry, state_dict[entry.key])
+    return variables
+
+
+def load_torchvision(name: str, path: str | os.PathLike) -> dict[str, Any]:
+    """Reads a torchvision checkpoint of model `name` and converts it for poolnets.
+
+    name: one of `SUPPORTED` (resnet18..152, vgg11..19 and their "_bn" forms).
+    path: a `model.state_dict()` saved as safetensors or by `torch.save` (zip or legacy
+        format), e.g. torchvision's downloaded `resnet18-f37072fd.pth`. PyTorch is not needed;
+        a pickle that references anything but tensors raises UnsafePickleError unexecuted.
+    Returns {"params", "batch_stats"} for `poolnets.models.create(name, num_classes=C)`, C
+    the number of rows of the checkpoint's classifier (1000 for ImageNet). Inputs must be
+    normalised as for torchvision (RGB in [0, 1], mean/std per channel), channels-last.
+    """
+    _check_name(name)
+    return convert_torchvision(name, read_state_dict(path))
