@@ -2,9 +2,14 @@
 
 Any config field can be overridden with `--config.<field>=<value>`. With no arguments this
 runs configs/default.py (LeNet-5 on the bundled `digits` dataset, offline). The workdir
-(default runs/<config>-<timestamp>) receives metrics.jsonl, checkpoint/ and summary.json.
-Bad input (unknown config file, field, model, dataset; batch size that does not fit the
-devices; unwritable workdir) prints one line naming the value and the choices, exit status 2.
+(default runs/<config>-<timestamp>) receives config.json, metrics.jsonl, tensorboard/,
+checkpoints/ and summary.json; running again with the same --workdir resumes from the newest
+checkpoint. Bad input (unknown config file, field, model, dataset; batch size that does not
+fit the devices; unwritable workdir; dataset not prepared; a checkpoint that does not fit
+the config) prints one line naming the value and the choices, exit status 2. Loss or
+gradients turning NaN/Inf stop the run with one line naming the step, exit status 1.
+Multi-host: set --config.distributed.* (or $JAX_COORDINATOR_ADDRESS, $JAX_NUM_PROCESSES,
+$JAX_PROCESS_ID) and start the same command once per process.
 """
 
 import glob
@@ -90,15 +95,29 @@ def main(argv: list[str]) -> None:
     if not flags.FLAGS["verbosity"].present:
         # INFO chatter (JAX probing for absent TPUs) would bury the progress bar; -v 0 shows it.
         logging.set_verbosity(logging.WARNING)
-    from poolnets.training import ConfigError, train_and_evaluate
+    from poolnets.training import (
+        CheckpointError,
+        ConfigError,
+        TrainingDiverged,
+        train_and_evaluate,
+    )
+    from poolnets.training.setup import initialize_distributed
 
     name = os.path.splitext(os.path.basename(config_path(sys.argv)))[0]
     stamp = time.strftime("%Y%m%d-%H%M%S")
     workdir = flags.FLAGS.workdir or os.path.join("runs", f"{name}-{stamp}")
     try:
+        initialize_distributed(flags.FLAGS.config)
         summary = train_and_evaluate(flags.FLAGS.config, workdir)
-    except ConfigError as e:
+    except (ConfigError, CheckpointError) as e:
         fail(e)
+    except TrainingDiverged as e:
+        print(f"train.py: error: {e}", file=sys.stderr)
+        sys.exit(1)
+    import jax
+
+    if jax.process_index() != 0:
+        return
     print(
         f"{summary['model']} on {summary['dataset']}: test_accuracy {summary['test_accuracy']:.4f}"
         f"  test_loss {summary['test_loss']:.4f}  steps {summary['steps']}"

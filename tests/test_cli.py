@@ -45,7 +45,7 @@ def assert_one_line_error(result, *fragments):
         (["--config", "configs/nope.py"], ["'configs/nope.py'", "choices:", "configs/default.py"]),
         (["--config=configs/nope.py"], ["'configs/nope.py'", "configs/default.py"]),
         (["--config.nope=1"], ["'nope'", "choices:", "batch_size", "model"]),
-        (["--config.augment.nope=1"], ["'augment.nope'", "choices: augment.max_shift"]),
+        (["--config.augment.nope=1"], ["'augment.nope'", "choices: augment.enabled, augment.flip, augment.max_shift"]),
         (["--config.batch_size=abc"], ["--config.batch_size=abc"]),
         (["--nope=1"], ["nope"]),
         (["positional"], ["'positional'"]),
@@ -61,10 +61,11 @@ def test_bad_flags_exit_2_before_importing_jax(tmp_path, args, fragments):
 @pytest.mark.parametrize(
     ("args", "fragments"),
     [
-        (["--config.model=lenet9"], ["'lenet9'", "choices:", "lenet5"]),
-        (["--config.dataset=mnist"], ["'mnist'", "choices: digits"]),
-        (["--config.downsample=maxx"], ["'maxx'", "choices:", "max"]),
+        (["--config.model.name=lenet9"], ["model.name='lenet9'", "choices:", "lenet5"]),
+        (["--config.dataset=svhn"], ["'svhn'", "choices: cifar10, cifar100, digits"]),
+        (["--config.model.downsample=maxx"], ["model.downsample='maxx'", "choices:", "max"]),
         (["--config.optimizer=lamb"], ["'lamb'", "choices: sgd, adamw"]),
+        (["--config.learning_rate=-1"], ["learning_rate=-1", "positive"]),
         (["--config.batch_size=30"], ["batch_size=30", "4 devices", "multiple of 4"]),
     ],
 )
@@ -76,6 +77,15 @@ def test_bad_config_values_exit_2(tmp_path, data_dir, args, fragments):
     )
     assert_one_line_error(result, *fragments)
     assert not workdir.exists()
+
+
+def test_unprepared_dataset_says_how_to_prepare_it(tmp_path):
+    empty = tmp_path / "tfds"
+    result = run_train("--config.dataset=mnist", f"--config.data_dir={empty}",
+                       "--workdir", str(tmp_path / "run"))
+    assert_one_line_error(result, "'mnist' is not prepared in", str(empty),
+                          f"tfds build mnist --data_dir={empty} --file_format=array_record")
+    assert not (tmp_path / "run").exists()
 
 
 def test_unwritable_workdir_exit_2(tmp_path, data_dir):
@@ -98,7 +108,7 @@ def test_tiny_lenet5_run_through_the_cli(tmp_path, data_dir):
     assert summary["params"] == 61_706  # LeNet-5 (modern) on 32x32x1, 10 classes
     records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [3, 6, 6]  # two train logs, one eval
-    assert (workdir / "checkpoint").is_dir()
+    assert sorted(os.listdir(workdir / "checkpoints")) == ["6"]
 
 
 @pytest.mark.slow

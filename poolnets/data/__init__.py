@@ -1,33 +1,41 @@
 """Datasets and input pipeline.
 
-`import poolnets.data` does not import tensorflow_datasets; the TFDS builders
-(`poolnets.data.digits`) load only when a dataset is first read. TensorFlow is never needed.
+`import poolnets.data` does not import tensorflow_datasets; the TFDS readers
+(`poolnets.data.digits`, `poolnets.data.sources`) load only when a dataset is first read.
+TensorFlow is never needed.
 """
 
+from poolnets.data.augment import Preprocess, preprocess, random_flip, random_shift
 from poolnets.data.pipeline import (
     DATASETS,
     DatasetSpec,
     Split,
     dataset_names,
+    dataset_spec,
     default_data_dir,
     digits_to_lenet_input,
     epoch_batches,
     eval_batches,
     get_spec,
     load_split,
-    random_shift,
+    prefetch,
 )
 
 __all__ = [
     "DATASETS",
     "DatasetSpec",
+    "Preprocess",
     "Split",
     "dataset_names",
+    "dataset_spec",
     "default_data_dir",
     "digits_to_lenet_input",
     "epoch_batches",
     "eval_batches",
     "get_spec",
     "load_split",
+    "prefetch",
+    "preprocess",
+    "random_flip",
     "random_shift",
 ]

@@ -1,21 +1,24 @@
-"""Input pipeline: named datasets served as in-memory float arrays, epoch batches, augmentation.
+"""Input pipeline: named datasets, seeded epoch batches, host sharding, device prefetch.
 
-Every dataset here is small enough to live in host memory as one array per split; batches
-are cut from a per-epoch permutation drawn from `numpy.random.default_rng((seed, epoch))`,
-so an epoch's order depends only on the seed and the epoch number (resumable, and the same
-on every host of a multi-host run). Augmentation runs on device inside the jitted train
-step, from an explicit JAX key.
+Batches are cut from a per-epoch permutation drawn from `numpy.random.default_rng((seed,
+epoch))`, so an epoch's order depends only on the seed and the epoch number: a resumed run
+continues with the same batches, and every host of a multi-host run agrees on the global
+batch and takes its own contiguous slice of it. Augmentation of in-memory datasets runs on
+device inside the jitted train step (`poolnets.data.augment`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import queue
+import threading
 from collections.abc import Callable, Iterator
+from typing import Any
 
-import jax
-import jax.numpy as jnp
 import numpy as np
+
+from poolnets.data.augment import Preprocess
 
 # Serving geometry for `digits`: each 8x8 pixel becomes a 2x2 block (16x16, exact, no
 # interpolation), centred in LeNet-5's 32x32 input with an 8-pixel zero border, so shifts
@@ -27,7 +30,7 @@ DIGITS_GREY_LEVELS = 16  # source values are 0..16
 
 @dataclasses.dataclass(frozen=True)
 class Split:
-    """One split in memory: images (N, H, W, C) float32 in [0, 1], labels (N,) int32."""
+    """One split in memory: images (N, H, W, C) (float32 in [0, 1] or uint8), labels (N,)."""
 
     images: np.ndarray
     labels: np.ndarray
@@ -35,14 +38,28 @@ class Split:
     def __len__(self) -> int:
         return len(self.labels)
 
+    def take(self, idx: np.ndarray, augment_seed: tuple | None = None
+             ) -> tuple[np.ndarray, np.ndarray]:
+        """Rows `idx`; in-memory data is augmented on device, so augment_seed is unused."""
+        del augment_seed
+        return self.images[idx], self.labels[idx]
+
 
 @dataclasses.dataclass(frozen=True)
 class DatasetSpec:
-    """What the trainer needs to know about a dataset before reading it."""
+    """What the trainer needs to know about a dataset before reading it.
+
+    image_shape: the model input (H, W, C) after `preprocess`; stored_shape: a batch row as
+    served to the step (None: image_shape). read(data_dir, split) -> Split or StreamingSplit.
+    """
 
     num_classes: int
     image_shape: tuple[int, int, int]
-    read: Callable[[str, str], Split]  # (data_dir, split) -> Split
+    read: Callable[[str, str], Any]
+    preprocess: Preprocess = Preprocess()
+    splits: tuple[str, str] = ("train", "test")
+    stored_shape: tuple[int, int, int] | None = None
+    stored_dtype: str = "uint8"
 
 
 def digits_to_lenet_input(images: np.ndarray) -> np.ndarray:
@@ -64,21 +81,74 @@ def _read_digits(data_dir: str, split: str) -> Split:
     return Split(digits_to_lenet_input(images), labels)
 
 
+def _tfds(name: str, *, streaming: bool = False) -> Callable[[str, str], Any]:
+    def read(data_dir: str, split: str) -> Any:
+        from poolnets.data import sources
+
+        reader = sources.read_streaming if streaming else sources.read_in_memory
+        return reader(name, split, data_dir)
+
+    return read
+
+
+# Channel statistics of the training images, as commonly published (torchvision examples).
+_MNIST = Preprocess(scale=1 / 255, pad=2, mean=(0.1307,), std=(0.3081,))
+_FASHION = Preprocess(scale=1 / 255, pad=2, mean=(0.2860,), std=(0.3530,))
+_CIFAR10 = Preprocess(scale=1 / 255, max_shift=4, flip=True,
+                      mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616))
+_CIFAR100 = Preprocess(scale=1 / 255, max_shift=4, flip=True,
+                       mean=(0.5071, 0.4865, 0.4409), std=(0.2673, 0.2564, 0.2762))
+_IMAGENET = Preprocess(scale=1 / 255, flip=True,
+                       mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+
 DATASETS: dict[str, DatasetSpec] = {
-    "digits": DatasetSpec(num_classes=10, image_shape=(32, 32, 1), read=_read_digits),
+    "digits": DatasetSpec(10, (32, 32, 1), _read_digits, Preprocess(max_shift=2),
+                          stored_dtype="float32"),
+    "mnist": DatasetSpec(10, (32, 32, 1), _tfds("mnist"), _MNIST, stored_shape=(28, 28, 1)),
+    "fashion_mnist": DatasetSpec(10, (32, 32, 1), _tfds("fashion_mnist"), _FASHION,
+                                 stored_shape=(28, 28, 1)),
+    "cifar10": DatasetSpec(10, (32, 32, 3), _tfds("cifar10"), _CIFAR10),
+    "cifar100": DatasetSpec(100, (32, 32, 3), _tfds("cifar100"), _CIFAR100),
+    "imagenette": DatasetSpec(10, (224, 224, 3), _tfds("imagenette", streaming=True),
+                              _IMAGENET, splits=("train", "validation")),
+    "imagenet2012": DatasetSpec(1000, (224, 224, 3), _tfds("imagenet2012", streaming=True),
+                                _IMAGENET, splits=("train", "validation")),
 }
 
 
 def dataset_names() -> list[str]:
-    """Names accepted by `get_spec` and `load_split`."""
-    return sorted(DATASETS)
+    """Names accepted by `dataset_spec` and `load_split` ("synthetic" included)."""
+    return sorted([*DATASETS, "synthetic"])
 
 
 def get_spec(name: str) -> DatasetSpec:
-    """The `DatasetSpec` of `name`; ValueError naming the valid choices otherwise."""
+    """The `DatasetSpec` of a stored dataset `name`; ValueError naming the choices otherwise."""
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; choices: {', '.join(dataset_names())}")
     return DATASETS[name]
+
+
+def dataset_spec(name: str, synthetic: Any = None) -> DatasetSpec:
+    """`get_spec(name)`, or for "synthetic" a spec built from `synthetic` (a config group
+    with image_shape (H, W, C), num_classes, num_train, num_test)."""
+    if name != "synthetic":
+        return get_spec(name)
+    shape = tuple(synthetic.image_shape)
+    if len(shape) != 3 or any(not isinstance(d, int) or d <= 0 for d in shape):
+        raise ValueError(f"synthetic.image_shape={shape!r} must be 3 positive ints (H, W, C)")
+    for field in ("num_classes", "num_train", "num_test"):
+        if not isinstance(synthetic[field], int) or synthetic[field] <= 0:
+            raise ValueError(f"synthetic.{field}={synthetic[field]!r} must be a positive int")
+    sizes = {"train": synthetic.num_train, "test": synthetic.num_test}
+
+    def read(data_dir: str, split: str) -> Split:
+        from poolnets.data.sources import synthetic_split
+
+        del data_dir
+        return synthetic_split(shape, synthetic.num_classes, sizes[split],
+                               seed=0 if split == "train" else 1)
+
+    return DatasetSpec(synthetic.num_classes, shape, read, Preprocess(scale=1 / 255))
 
 
 def default_data_dir() -> str:
@@ -89,60 +159,86 @@ def default_data_dir() -> str:
     return os.environ.get("TFDS_DATA_DIR") or os.path.expanduser("~/tensorflow_datasets")
 
 
-def load_split(name: str, split: str, data_dir: str | None = None) -> Split:
-    """Reads split `split` of dataset `name`, preparing it under `data_dir` on first use."""
-    return get_spec(name).read(data_dir or default_data_dir(), split)
+def load_split(name: str, split: str, data_dir: str | None = None) -> Any:
+    """Reads split `split` ("train" or "test"; "test" is the evaluation split, e.g. ImageNet's
+    "validation") of stored dataset `name` from `data_dir`."""
+    spec = get_spec(name)
+    split = dict(zip(("train", "test"), spec.splits, strict=True)).get(split, split)
+    return spec.read(data_dir or default_data_dir(), split)
+
+
+def _shard(idx: np.ndarray, shard: tuple[int, int]) -> np.ndarray:
+    index, count = shard
+    per = len(idx) // count
+    return idx[index * per:(index + 1) * per]
 
 
 def epoch_batches(
-    data: Split, batch_size: int, *, seed: int, epoch: int
+    data: Any, batch_size: int, *, seed: int, epoch: int, start: int = 0,
+    shard: tuple[int, int] = (0, 1),
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Shuffled full batches of one epoch: yields (images (B, ...), labels (B,)).
+    """Shuffled full batches of one epoch from batch `start` on: yields (images, labels).
 
-    The final partial batch is dropped, so every step has the same shape (one compile).
+    batch_size is global; with shard=(i, n) each yield is host i's contiguous 1/n of the
+    global batch (only those rows are read). The final partial batch is dropped, so every
+    step has the same shape (one compile).
     """
     order = np.random.default_rng((seed, epoch)).permutation(len(data))
-    for start in range(0, len(order) - batch_size + 1, batch_size):
-        idx = order[start : start + batch_size]
-        yield data.images[idx], data.labels[idx]
+    for begin in range(start * batch_size, len(order) - batch_size + 1, batch_size):
+        idx = _shard(order[begin:begin + batch_size], shard)
+        yield data.take(idx, (seed, epoch, begin))
 
 
 def eval_batches(
-    data: Split, batch_size: int
+    data: Any, batch_size: int, *, shard: tuple[int, int] = (0, 1)
 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """All examples in order, in fixed-size batches: yields (images, labels, mask (B,) bool).
 
     The last batch is padded with copies of example 0 whose mask is False, so every example
-    counts exactly once and every batch has the same shape.
+    counts exactly once and every batch has the same shape. shard as in `epoch_batches`.
     """
     n = len(data)
-    for start in range(0, n, batch_size):
-        idx = np.arange(start, start + batch_size)
+    for begin in range(0, n, batch_size):
+        idx = _shard(np.arange(begin, begin + batch_size), shard)
         mask = idx < n
-        idx = np.where(mask, idx, 0)
-        yield data.images[idx], data.labels[idx], mask
+        images, labels = data.take(np.where(mask, idx, 0))
+        yield images, labels, mask
 
 
-def random_shift(key: jax.Array, images: jax.Array, max_shift: int) -> jax.Array:
-    """Translates each image by its own integer offset in [-max_shift, max_shift]^2.
+def prefetch(iterator: Iterator, size: int) -> Iterator:
+    """Runs `iterator` in a background thread, up to `size` items ahead (0: inline).
 
-    images: (B, H, W, C) -> (B, H, W, C). Pixels shifted in from outside are zero; with the
-    digits border (8 px) and max_shift <= 8 no part of a digit is lost.
+    Order is preserved; an exception in the producer is re-raised in the consumer.
     """
-    if not isinstance(max_shift, int) or max_shift < 0:
-        raise ValueError(f"max_shift must be a non-negative int, got {max_shift!r}")
-    if images.ndim != 4:
-        raise ValueError(f"images must be (B, H, W, C), got shape {images.shape}")
-    if max_shift == 0:
-        return images
-    batch, height, width, channels = images.shape
-    s = max_shift
-    padded = jnp.pad(images, ((0, 0), (s, s), (s, s), (0, 0)))
-    offsets = jax.random.randint(key, (batch, 2), 0, 2 * s + 1)
+    if size <= 0:
+        yield from iterator
+        return
+    items: queue.Queue = queue.Queue(maxsize=size)
+    done = object()
+    stop = threading.Event()
 
-    def crop(image: jax.Array, offset: jax.Array) -> jax.Array:
-        return jax.lax.dynamic_slice(
-            image, (offset[0], offset[1], 0), (height, width, channels)
-        )
+    def produce() -> None:
+        try:
+            for item in iterator:
+                while not stop.is_set():
+                    try:
+                        items.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            items.put(done)
+        except BaseException as error:  # noqa: BLE001 -- handed to the consumer
+            items.put(error)
 
-    return jax.vmap(crop)(padded, offsets)
+    thread = threading.Thread(target=produce, daemon=True)
+    thread.start()
+    try:
+        while (item := items.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()

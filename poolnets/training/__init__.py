@@ -1,19 +1,29 @@
 """Training: TrainState, data-parallel jit steps, the loop and its workdir artifacts.
 
-`import poolnets.training` does not import tensorflow_datasets (datasets load lazily).
+Names load on first use (PEP 562), so `poolnets.training.defaults` (used by configs/*.py)
+imports without JAX, and nothing here imports tensorflow_datasets until data is read.
 """
 
-from poolnets.training.config import ConfigError, check_config
-from poolnets.training.loop import TIMING_KEYS, create_model, train_and_evaluate
-from poolnets.training.state import TrainState, count_params, create_train_state
+import importlib
 
-__all__ = [
-    "TIMING_KEYS",
-    "ConfigError",
-    "TrainState",
-    "check_config",
-    "count_params",
-    "create_model",
-    "create_train_state",
-    "train_and_evaluate",
-]
+_EXPORTS = {
+    "TIMING_KEYS": "loop",
+    "TrainingDiverged": "loop",
+    "create_model": "loop",
+    "train_and_evaluate": "loop",
+    "ConfigError": "config",
+    "check_config": "config",
+    "base_config": "defaults",
+    "CheckpointError": "artifacts",
+    "TrainState": "state",
+    "count_params": "state",
+    "create_train_state": "state",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'poolnets.training' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"poolnets.training.{_EXPORTS[name]}"), name)

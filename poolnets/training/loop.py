@@ -1,7 +1,12 @@
 """The training loop: `train_and_evaluate(config, workdir)`.
 
-Per run the workdir receives metrics.jsonl (one JSON object per logged train step and per
-evaluation), checkpoint/ (orbax, the final TrainState) and, last, summary.json.
+The workdir receives config.json, metrics.jsonl (one JSON object per logged train step and
+per evaluation), tensorboard/ (the same scalars), checkpoints/<step>/ (orbax: every
+`checkpoint_every_steps` and after the last step, newest `keep_checkpoints` kept) and, last,
+summary.json. Restarting with the same workdir resumes from the newest checkpoint: the
+state (step, params, BatchNorm statistics, optimizer state) is restored, the epoch's batch
+order is recomputed from (seed, epoch) and the batches already taken are skipped, and every
+step's randomness is fold_in(key, step), so the resumed run equals an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -17,10 +22,11 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from poolnets.data import default_data_dir, epoch_batches, eval_batches, load_split
-from poolnets.training import artifacts
+from poolnets.data import default_data_dir, epoch_batches, eval_batches, prefetch
+from poolnets.training import artifacts, observe
 from poolnets.training.config import ConfigError, Plan, check_config
 from poolnets.training.optim import make_optimizer, make_schedule
+from poolnets.training.setup import build_preprocess, load_data
 from poolnets.training.state import TrainState, count_params, create_train_state
 from poolnets.training.steps import compile_steps, make_mesh, put_batch, put_replicated
 
@@ -28,21 +34,29 @@ from poolnets.training.steps import compile_steps, make_mesh, put_batch, put_rep
 TIMING_KEYS = ("train_time_s", "timing")
 
 
+class TrainingDiverged(RuntimeError):
+    """The loss or the gradients became NaN/Inf; the message names the first such step."""
+
+
 def create_model(config: Any, num_classes: int) -> nn.Module:
-    """`poolnets.models.create(config.model, ...)` with the config's overrides."""
+    """`poolnets.models.create(config.model.name, ...)` with the config's overrides."""
     from poolnets import models
 
-    overrides = {k: config[k] for k in ("downsample", "head") if config[k] is not None}
+    overrides = {k: config.model[k] for k in ("downsample", "head") if config.model[k] is not None}
     return models.create(
-        config.model, num_classes=num_classes, dtype=jnp.dtype(config.dtype), **overrides
+        config.model.name, num_classes=num_classes, dtype=jnp.dtype(config.dtype), **overrides
     )
 
 
+def _shard() -> tuple[int, int]:
+    return jax.process_index(), jax.process_count()
+
+
 def evaluate(eval_fn: Any, state: TrainState, mesh: Any, data: Any, batch_size: int) -> dict:
-    """Test loss (mean cross-entropy) and accuracy over every example of `data`."""
+    """Test loss (mean cross-entropy) and accuracy over every example of `data`, once each."""
     sums = [
         eval_fn(state, *put_batch(mesh, images, labels, mask))
-        for images, labels, mask in eval_batches(data, batch_size)
+        for images, labels, mask in eval_batches(data, batch_size, shard=_shard())
     ]
     totals = {k: float(np.sum([s[k] for s in jax.device_get(sums)])) for k in sums[0]}
     return {
@@ -56,7 +70,10 @@ def train_and_evaluate(
 ) -> dict[str, Any]:
     """Trains `config.model` (or the given `model`) on `config.dataset`; returns the summary.
 
-    Raises ConfigError for a config that cannot work, before anything is written to workdir.
+    Raises ConfigError for a config that cannot work and CheckpointError for a checkpoint in
+    workdir that cannot be resumed, both before anything is written to workdir;
+    TrainingDiverged when the loss or gradients stop being finite (the newest checkpoint
+    then holds the last good state).
     """
     t_start = time.perf_counter()
     plan: Plan = check_config(config, num_devices=jax.device_count(), check_model_name=not model)
@@ -64,9 +81,7 @@ def train_and_evaluate(
         artifacts.check_workdir_creatable(workdir)  # fail fast; created only once all is valid
     except OSError as e:
         raise ConfigError(f"workdir {workdir!r} is not writable: {e.strerror or e}") from None
-    data_dir = config.data_dir or default_data_dir()
-    train = load_split(config.dataset, "train", data_dir)
-    test = load_split(config.dataset, "test", data_dir)
+    train, test = load_data(config, plan, config.data_dir or default_data_dir())
     steps_per_epoch = len(train) // config.batch_size
     if steps_per_epoch == 0:
         raise ConfigError(
@@ -74,14 +89,18 @@ def train_and_evaluate(
             f"of {config.dataset!r}; choices: 1..{len(train)}"
         )
     total_steps = config.num_steps or config.num_epochs * steps_per_epoch
-    model_name = config.model if model is None else type(model).__name__
+    num_epochs = math.ceil(total_steps / steps_per_epoch)
+    model_name = config.model.name if model is None else type(model).__name__
 
     schedule = make_schedule(
         config.schedule, config.learning_rate, total_steps,
         round(config.warmup_epochs * steps_per_epoch),
+        decay_steps=[round(e * steps_per_epoch) for e in config.lr_decay_epochs or ()],
+        decay_factor=config.lr_decay_factor,
     )
     tx = make_optimizer(
-        config.optimizer, schedule, momentum=config.momentum, weight_decay=config.weight_decay
+        config.optimizer, schedule, momentum=config.momentum, weight_decay=config.weight_decay,
+        nesterov=config.nesterov, grad_clip_norm=config.grad_clip_norm,
     )
     init_key, step_key = jax.random.split(jax.random.key(config.seed))
     mesh = make_mesh()
@@ -89,74 +108,121 @@ def train_and_evaluate(
         model = model or create_model(config, plan.num_classes)
         state = create_train_state(model, tx, init_key, plan.image_shape)
     except ValueError as e:
-        raise ConfigError(f"config.model={config.model!r}: {e}") from None
+        raise ConfigError(f"config.model={config.model.name!r}: {e}") from None
+    state = put_replicated(mesh, state)
+    config_dict = config.to_dict()
+    checkpoints = artifacts.Checkpoints(workdir, keep=config.keep_checkpoints)
+    state, resume_step = checkpoints.restore_latest(state, config_dict)
     try:
         workdir = artifacts.check_workdir(workdir)
     except OSError as e:
         raise ConfigError(f"workdir {workdir!r} is not writable: {e.strerror or e}") from None
-    state = put_replicated(mesh, state)
+    lead = jax.process_index() == 0
+    if resume_step is None and lead:
+        checkpoints.write_config(config_dict)
     step_key = put_replicated(mesh, step_key)
+    preprocess_spec = build_preprocess(config, plan)
+    stored = plan.spec.stored_shape or plan.image_shape
     t_compile = time.perf_counter()
     train_fn, eval_fn = compile_steps(
-        mesh, state, (config.batch_size, *plan.image_shape),
-        (config.eval_batch_size, *plan.image_shape),
+        mesh, state, (config.batch_size, *stored), (config.eval_batch_size, *stored),
+        image_dtype=jnp.dtype(plan.spec.stored_dtype),
         model=model, tx=tx, num_classes=plan.num_classes,
-        label_smoothing=config.label_smoothing, max_shift=config.augment.max_shift,
+        label_smoothing=config.label_smoothing, preprocess_spec=preprocess_spec,
     )
     compile_s = time.perf_counter() - t_compile
 
-    writer = artifacts.MetricsWriter(workdir)
-    bar = tqdm(total=total_steps, unit="step", disable=not show_progress, dynamic_ncols=True)
-    step, eval_s, pending = 0, 0.0, []
+    step = resume_step or 0
+    writer = artifacts.MetricsWriter(workdir, resume_step) if lead else None
+    scalars = observe.Scalars(workdir, enabled=lead and config.tensorboard,
+                              resume_step=resume_step)
+    profile = observe.ProfileWindow(workdir, config.profile_steps, step + 1)
+    if resume_step is not None and writer:
+        writer.write({"step": step, "resumed_from_step": step})
+    bar = tqdm(total=total_steps, initial=step, unit="step", dynamic_ncols=True,
+               disable=not (show_progress and lead))
+    eval_s, pending = 0.0, []
     t_log = t_train = time.perf_counter()
     evals: list[dict] = []
+
+    def record(entry: dict) -> None:
+        if writer:
+            writer.write(entry)
+        scalars.write(entry)
+
+    def flush() -> None:
+        """Logs the steps since the last log; stops at the first non-finite one."""
+        nonlocal pending, t_log
+        logged = jax.device_get(pending)
+        first = step - len(logged) + 1
+        for i, m in enumerate(logged):
+            if not m["finite"]:
+                raise TrainingDiverged(
+                    f"loss or gradients became NaN/Inf at step {first + i} "
+                    f"(loss {float(m['loss'])}, grad_norm {float(m['grad_norm'])}); last good "
+                    f"checkpoint: step {checkpoints.latest_step()} in {checkpoints.directory}")
+        now = time.perf_counter()
+        entry = {
+            "step": step,
+            "epoch": round(step / steps_per_epoch, 3),
+            "train_loss": float(np.mean([m["loss"] for m in logged])),
+            "train_accuracy": float(np.mean([m["accuracy"] for m in logged])),
+            "grad_norm": float(np.mean([m["grad_norm"] for m in logged])),
+            "learning_rate": float(schedule(step - 1)),
+            "images_per_s": round(len(logged) * config.batch_size / (now - t_log), 1),
+        }
+        record(entry)
+        bar.set_postfix(loss=f"{entry['train_loss']:.4f}", acc=f"{entry['train_accuracy']:.3f}",
+                        img_s=f"{entry['images_per_s']:.0f}")
+        bar.update(len(logged))
+        pending, t_log = [], now
+
     try:
-        for epoch in range(math.ceil(total_steps / steps_per_epoch)):
-            for images, labels in epoch_batches(
-                train, config.batch_size, seed=config.seed, epoch=epoch
+        for epoch in range(min(step // steps_per_epoch, num_epochs - 1), num_epochs):
+            skip = step - epoch * steps_per_epoch
+            batches = epoch_batches(train, config.batch_size, seed=config.seed, epoch=epoch,
+                                    start=skip, shard=_shard())
+            end = min(total_steps, (epoch + 1) * steps_per_epoch)
+            for images, labels in prefetch(
+                (put_batch(mesh, *b) for b in batches), config.prefetch
             ):
-                if step == total_steps:
+                if step == end:
                     break
-                state, metrics = train_fn(state, *put_batch(mesh, images, labels), step_key)
+                profile.before_step(step + 1, state)
+                state, metrics = train_fn(state, images, labels, step_key)
                 pending.append(metrics)
                 step += 1
-                if step % config.log_every == 0 or step == total_steps:
-                    logged = jax.device_get(pending)
-                    now = time.perf_counter()
-                    record = {
-                        "step": step,
-                        "epoch": round(step / steps_per_epoch, 3),
-                        "train_loss": float(np.mean([m["loss"] for m in logged])),
-                        "train_accuracy": float(np.mean([m["accuracy"] for m in logged])),
-                        "learning_rate": float(schedule(step - 1)),
-                        "images_per_s": round(len(logged) * config.batch_size / (now - t_log), 1),
-                    }
-                    writer.write(record)
-                    bar.set_postfix(
-                        loss=f"{record['train_loss']:.4f}",
-                        acc=f"{record['train_accuracy']:.3f}",
-                        img_s=f"{record['images_per_s']:.0f}",
-                    )
-                    bar.update(len(logged))
-                    pending, t_log = [], now
+                save_now = step % config.checkpoint_every_steps == 0 and step != end
+                if step % config.log_every == 0 or save_now or step == end:
+                    flush()
+                if save_now:
+                    checkpoints.save(step, state)
+            if pending:
+                flush()
             jax.block_until_ready(state)  # so eval_s does not include queued train steps
             t_eval = time.perf_counter()
             result = {"step": step, "epoch": round(step / steps_per_epoch, 3),
                       **evaluate(eval_fn, state, mesh, test, config.eval_batch_size)}
             eval_s += time.perf_counter() - t_eval
-            writer.write(result)
+            record(result)
             evals.append(result)
-            bar.write(
-                f"epoch {epoch + 1:3d}  step {step:6d}  test_loss {result['test_loss']:.4f}  "
-                f"test_accuracy {result['test_accuracy']:.4f}"
-            )
+            if lead and show_progress:
+                bar.write(f"epoch {epoch + 1:3d}  step {step:6d}  "
+                          f"test_loss {result['test_loss']:.4f}  "
+                          f"test_accuracy {result['test_accuracy']:.4f}")
+            # saved after the evaluation, so a checkpoint at step s implies all records <= s
+            if step % config.checkpoint_every_steps == 0 or step == total_steps:
+                checkpoints.save(step, state)
             t_log += time.perf_counter() - t_eval
     finally:
+        profile.close(state)
         bar.close()
-        writer.close()
+        scalars.close()
+        checkpoints.close()
+        if writer:
+            writer.close()
     train_s = time.perf_counter() - t_train
 
-    artifacts.save_checkpoint(workdir, jax.device_get(state))
     final = evals[-1]
     summary = {
         "model": model_name,
@@ -169,16 +235,20 @@ def train_and_evaluate(
         "batch_size": config.batch_size,
         "seed": config.seed,
         "num_devices": plan.num_devices,
+        "num_processes": jax.process_count(),
         "platform": f"{jax.default_backend()} ({platform.machine()})",
         "jax_version": jax.__version__,
-        "config": config.to_dict(),
+        "config": config_dict,
         "train_time_s": round(time.perf_counter() - t_start, 3),
         "timing": {
             "compile_s": round(compile_s, 3),
             "train_loop_s": round(train_s - eval_s, 3),
             "eval_s": round(eval_s, 3),
-            "images_per_s": round(step * config.batch_size / max(train_s - eval_s, 1e-9), 1),
+            "images_per_s": round((step - (resume_step or 0)) * config.batch_size
+                                  / max(train_s - eval_s, 1e-9), 1),
+            "resumed_from_step": resume_step,
         },
     }
-    artifacts.write_json_atomic(f"{workdir}/{artifacts.SUMMARY_FILE}", summary)
+    if lead:
+        artifacts.write_json_atomic(f"{workdir}/{artifacts.SUMMARY_FILE}", summary)
     return summary

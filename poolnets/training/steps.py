@@ -19,7 +19,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from poolnets.data import random_shift
+from poolnets.data import Preprocess, preprocess, random_shift
 from poolnets.training.state import TrainState
 
 DATA_AXIS = "data"
@@ -42,16 +42,25 @@ def train_step(
     tx: optax.GradientTransformation,
     num_classes: int,
     label_smoothing: float,
-    max_shift: int,
+    max_shift: int = 0,
+    preprocess_spec: Preprocess | None = None,
 ) -> tuple[TrainState, Metrics]:
-    """One SGD step on a global batch: images (B, H, W, C) float32, labels (B,) int32.
+    """One SGD step on a global batch: images (B, H, W, C) as stored, labels (B,) int32.
 
-    The step's randomness (shift, dropout, random pools) is `fold_in(key, state.step)`.
+    preprocess_spec: how stored images become model input (`poolnets.data.preprocess`,
+    augmentation included); None: images are float32 model input and only `max_shift`
+    random translation is applied. The step's randomness (augmentation, dropout, random
+    pools) is `fold_in(key, state.step)`, so it is reproduced exactly after a resume.
     loss = mean over the batch of softmax cross-entropy against smoothed one-hot targets
     (1 - label_smoothing) * onehot + label_smoothing / num_classes.
+    Metrics: loss, accuracy, grad_norm (global L2 norm of the raw gradients) and finite
+    (loss and grad_norm both finite).
     """
     shift_key, dropout_key, pool_key = jax.random.split(jax.random.fold_in(key, state.step), 3)
-    images = random_shift(shift_key, images, max_shift)
+    if preprocess_spec is None:
+        images = random_shift(shift_key, images, max_shift)
+    else:
+        images = preprocess(images, shift_key, preprocess_spec)
     targets = optax.smooth_labels(jax.nn.one_hot(labels, num_classes), label_smoothing)
 
     def loss_fn(params: Any) -> tuple[jax.Array, tuple[jax.Array, Any]]:
@@ -78,7 +87,10 @@ def train_step(
         opt_state=opt_state,
     )
     accuracy = jnp.mean(jnp.argmax(logits, -1) == labels)
-    return new_state, {"loss": loss, "accuracy": accuracy}
+    grad_norm = optax.tree.norm(grads)
+    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+    return new_state, {"loss": loss, "accuracy": accuracy, "grad_norm": grad_norm,
+                       "finite": finite}
 
 
 def eval_step(
@@ -88,12 +100,15 @@ def eval_step(
     mask: jax.Array,
     *,
     model: nn.Module,
+    preprocess_spec: Preprocess | None = None,
 ) -> Metrics:
     """Sums over the unmasked examples: {"loss_sum", "correct", "count"}.
 
     loss is plain (unsmoothed) softmax cross-entropy. The model runs with train=False;
     fixed "dropout"/"pool" keys are supplied only so a module that asks for one still runs.
     """
+    if preprocess_spec is not None:
+        images = preprocess(images, None, preprocess_spec)
     key = jax.random.key(0)
     logits = model.apply(
         state.variables(), images, train=False, rngs={"dropout": key, "pool": key}
@@ -108,12 +123,14 @@ def eval_step(
 
 
 def compile_steps(
-    mesh: Mesh, state: TrainState, batch_shape: tuple, eval_batch_shape: tuple, **step_kwargs
+    mesh: Mesh, state: TrainState, batch_shape: tuple, eval_batch_shape: tuple,
+    image_dtype: Any = jnp.float32, **step_kwargs
 ) -> tuple[Callable, Callable]:
-    """Ahead-of-time compiles (train_step, eval_step) for `mesh` and the given shapes.
+    """Ahead-of-time compiles (train_step, eval_step) for `mesh` and the given global shapes.
 
-    step_kwargs: model, tx, num_classes, label_smoothing, max_shift (static). The state
-    argument of the train step is donated, so call it as `state, m = train(state, ...)`.
+    step_kwargs: model, tx, num_classes, label_smoothing, max_shift, preprocess_spec
+    (static). The state argument of the train step is donated, so call it as
+    `state, m = train(state, ...)`.
     """
     replicated = NamedSharding(mesh, PartitionSpec())
     sharded = NamedSharding(mesh, PartitionSpec(DATA_AXIS))
@@ -124,7 +141,8 @@ def compile_steps(
         donate_argnums=0,
     )
     evaluate = jax.jit(
-        functools.partial(eval_step, model=step_kwargs["model"]),
+        functools.partial(eval_step, model=step_kwargs["model"],
+                          preprocess_spec=step_kwargs.get("preprocess_spec")),
         in_shardings=(replicated, sharded, sharded, sharded),
         out_shardings=replicated,
     )
@@ -133,13 +151,13 @@ def compile_steps(
     key_spec = jax.eval_shape(lambda: jax.random.key(0))
     train_c = train.lower(
         state_spec,
-        abstract(batch_shape, jnp.float32),
+        abstract(batch_shape, image_dtype),
         abstract(batch_shape[:1], jnp.int32),
         key_spec,
     ).compile()
     eval_c = evaluate.lower(
         state_spec,
-        abstract(eval_batch_shape, jnp.float32),
+        abstract(eval_batch_shape, image_dtype),
         abstract(eval_batch_shape[:1], jnp.int32),
         abstract(eval_batch_shape[:1], jnp.bool_),
     ).compile()

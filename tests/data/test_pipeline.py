@@ -40,9 +40,10 @@ def test_upsampling_brute_force():
 
 
 def test_unknown_dataset_names_choices():
-    assert dataset_names() == ["digits"]
-    with pytest.raises(ValueError, match=r"unknown dataset 'mnist'; choices: digits"):
-        get_spec("mnist")
+    assert dataset_names() == ["cifar10", "cifar100", "digits", "fashion_mnist", "imagenet2012",
+                               "imagenette", "mnist", "synthetic"]
+    with pytest.raises(ValueError, match=r"unknown dataset 'svhn'; choices: cifar10, cifar100"):
+        get_spec("svhn")
 
 
 def _toy(n=10):

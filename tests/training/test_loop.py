@@ -12,7 +12,7 @@ import pytest
 
 from poolnets.data import load_split
 from poolnets.training import TIMING_KEYS, ConfigError, train_and_evaluate
-from poolnets.training.artifacts import restore_checkpoint
+from poolnets.training.artifacts import Checkpoints
 from poolnets.training.loop import evaluate
 from poolnets.training.optim import make_optimizer, make_schedule
 from poolnets.training.state import create_train_state
@@ -28,7 +28,10 @@ def test_tiny_run_learns_and_writes_artifacts(tmp_path, tiny_config, tiny_model)
     workdir = str(tmp_path / "run")
     summary = train_and_evaluate(tiny_config, workdir, model=tiny_model, show_progress=False)
 
-    assert sorted(os.listdir(workdir)) == ["checkpoint", "metrics.jsonl", "summary.json"]
+    assert sorted(os.listdir(workdir)) == [
+        "checkpoints", "config.json", "metrics.jsonl", "summary.json", "tensorboard"]
+    # checkpoint_every_steps=500 > 12 steps: only the final checkpoint
+    assert os.listdir(os.path.join(workdir, "checkpoints")) == ["12"]
     with open(os.path.join(workdir, "summary.json")) as f:
         assert json.load(f) == json.loads(json.dumps(summary))
     for key in ("model", "dataset", "test_accuracy", "test_loss", "train_time_s", "steps",
@@ -42,6 +45,7 @@ def test_tiny_run_learns_and_writes_artifacts(tmp_path, tiny_config, tiny_model)
     train_logs = [r for r in records if "train_loss" in r]
     evals = [r for r in records if "test_loss" in r]
     assert [r["step"] for r in train_logs] == [4, 8, 12]
+    assert all(r["grad_norm"] > 0 for r in train_logs)
     assert train_logs[-1]["train_loss"] < train_logs[0]["train_loss"]
     assert len(evals) == 1 and evals[0]["step"] == 12
     # 12 steps of a tiny CNN already beat chance (10%) clearly (0.37 measured)
@@ -51,7 +55,8 @@ def test_tiny_run_learns_and_writes_artifacts(tmp_path, tiny_config, tiny_model)
     # The checkpoint holds the final state: step 12, trained params, BatchNorm statistics.
     tx = make_optimizer("sgd", make_schedule("cosine", 0.1, 12, 0), weight_decay=5e-4)
     target = create_train_state(tiny_model, tx, jax.random.key(123), (32, 32, 1))
-    restored = restore_checkpoint(workdir, target)
+    restored, step = Checkpoints(workdir, keep=3).restore_latest(target, tiny_config.to_dict())
+    assert step == 12
     assert int(restored.step) == 12
     chex.assert_trees_all_equal_shapes(restored.params, target.params)
     assert restored.batch_stats
@@ -79,9 +84,14 @@ def test_same_seed_same_summary(tmp_path, tiny_config, make_tiny_model):
 @pytest.mark.parametrize(
     ("field", "value", "match"),
     [
-        ("dataset", "mnist", r"'mnist'.*choices: digits"),
+        ("dataset", "svhn", r"'svhn'.*choices: cifar10, cifar100, digits"),
         ("optimizer", "lamb", r"'lamb'.*choices: sgd, adamw"),
-        ("schedule", "step", r"'step'.*choices: cosine, constant"),
+        ("schedule", "linear", r"'linear'.*choices: cosine, constant, step"),
+        ("schedule", "step", r"lr_decay_epochs=None"),
+        ("learning_rate", -0.1, r"learning_rate=-0.1 must be a positive"),
+        ("grad_clip_norm", 0.0, r"grad_clip_norm=0.0 must be a positive"),
+        ("weight_decay", -1e-4, r"weight_decay=-0.0001 must be a number >= 0"),
+        ("checkpoint_every_steps", 0, r"checkpoint_every_steps=0"),
         ("dtype", "int8", r"'int8'.*choices: float32"),
         ("batch_size", 0, r"batch_size=0"),
         ("batch_size", 5000, r"batch_size=5000 exceeds the 1442"),
@@ -113,7 +123,8 @@ class _RejectsItsArguments(nn.Module):
 
 def test_model_argument_error_is_a_config_error(tmp_path, tiny_config):
     workdir = tmp_path / "run"
-    with pytest.raises(ConfigError, match=r"config.model='lenet5': width=-1 must be positive"):
+    with pytest.raises(ConfigError,
+                       match=r"config.model='lenet5': width=-1 must be positive"):
         train_and_evaluate(tiny_config, str(workdir), model=_RejectsItsArguments(),
                            show_progress=False)
     assert not workdir.exists()

@@ -2,6 +2,8 @@
 
 import math
 
+import flax
+import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -30,8 +32,8 @@ def test_constant_schedule_with_and_without_warmup():
 
 
 def test_unknown_names_list_choices():
-    with pytest.raises(ValueError, match=r"'step'; choices: cosine, constant"):
-        make_schedule("step", 0.1, 10, 0)
+    with pytest.raises(ValueError, match=r"'linear'; choices: cosine, constant, step"):
+        make_schedule("linear", 0.1, 10, 0)
     with pytest.raises(ValueError, match=r"'lamb'; choices: sgd, adamw"):
         make_optimizer("lamb", optax.constant_schedule(0.1))
 
@@ -46,3 +48,65 @@ def test_weight_decay_only_on_kernels():
         # sgd: -lr * wd * w = -0.05; adamw: -lr * wd * w = -0.05 (decoupled, Adam part 0)
         np.testing.assert_allclose(updates["kernel"], -0.05, rtol=1e-6)
         np.testing.assert_allclose(updates["bias"], 0.0)
+
+
+def test_step_schedule_formula_with_warmup():
+    lr, factor, decays = 0.1, 0.1, (30, 45)
+    for warmup in (0, 5):
+        schedule = make_schedule("step", lr, 60, warmup, decay_steps=decays,
+                                 decay_factor=factor)
+        for t in range(61):
+            expected = lr * t / warmup if t < warmup else lr * factor ** sum(t >= d for d in decays)
+            assert float(schedule(t)) == pytest.approx(expected, rel=1e-6, abs=1e-9), (warmup, t)
+
+
+def _sgd_reference(grads, lr, mu, nesterov, steps):
+    """PyTorch's SGD: b = mu * b + g; step = g + mu * b (nesterov) or b; w -= lr * step."""
+    w, b = 0.0, 0.0
+    for g in grads[:steps]:
+        b = mu * b + g
+        w -= lr * (g + mu * b if nesterov else b)
+    return w
+
+
+@pytest.mark.parametrize("nesterov", [True, False])
+def test_sgd_momentum_matches_pytorch_formula(nesterov):
+    grads = [0.5, -1.0, 2.0, 0.25]
+    tx = make_optimizer("sgd", optax.constant_schedule(0.1), momentum=0.9, nesterov=nesterov)
+    params = {"w": jnp.zeros(())}
+    state = tx.init(params)
+    for g in grads:
+        updates, state = tx.update({"w": jnp.asarray(g)}, state, params)
+        params = optax.apply_updates(params, updates)
+    assert float(params["w"]) == pytest.approx(_sgd_reference(grads, 0.1, 0.9, nesterov, 4),
+                                               rel=1e-6)
+
+
+def test_adamw_first_step_and_decoupled_decay():
+    # Adam's first step is -lr * g / (|g| + eps) = -lr * sign(g); decay adds -lr * wd * w.
+    params = {"kernel": jnp.full((2, 2), 2.0), "bias": jnp.full((2,), 2.0)}
+    grads = {"kernel": jnp.array([[1.0, -3.0], [0.5, -0.1]]), "bias": jnp.array([4.0, -4.0])}
+    tx = make_optimizer("adamw", optax.constant_schedule(0.01), weight_decay=0.5)
+    updates, _ = tx.update(grads, tx.init(params), params)
+    expected = -0.01 * np.sign(grads["kernel"]) - 0.01 * 0.5 * 2.0
+    np.testing.assert_allclose(updates["kernel"], expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(updates["bias"], -0.01 * np.sign(grads["bias"]), rtol=1e-5)
+
+
+def test_gradient_clipping_rescales_to_the_global_norm():
+    grads = {"a": jnp.array([3.0, 0.0]), "b": jnp.array([[4.0]])}  # global norm 5
+    tx = make_optimizer("sgd", optax.constant_schedule(1.0), momentum=0.0, grad_clip_norm=1.0)
+    params = jax.tree.map(jnp.zeros_like, grads)
+    updates, _ = tx.update(grads, tx.init(params), params)
+    np.testing.assert_allclose(updates["a"], [-0.6, 0.0], rtol=1e-6)
+    np.testing.assert_allclose(updates["b"], [[-0.8]], rtol=1e-6)
+    loose = make_optimizer("sgd", optax.constant_schedule(1.0), momentum=0.0, grad_clip_norm=10.0)
+    updates, _ = loose.update(grads, loose.init(params), params)
+    np.testing.assert_allclose(updates["a"], [-3.0, 0.0])
+
+
+def test_decay_mask_of_a_batchnorm_model_keeps_only_kernels(tiny_model):
+    variables = tiny_model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 1)), train=False)
+    mask = flax.traverse_util.flatten_dict(decay_mask(variables["params"]), sep="/")
+    assert mask == {"Conv_0/kernel": True, "Conv_0/bias": False, "BatchNorm_0/scale": False,
+                    "BatchNorm_0/bias": False, "Dense_0/kernel": True, "Dense_0/bias": False}

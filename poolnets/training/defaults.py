@@ -1,0 +1,62 @@
+"""Every training config field with its default; imports nothing but ml_collections, so
+configs/*.py (which start from `base_config()`) load without importing JAX."""
+
+from __future__ import annotations
+
+import ml_collections
+from ml_collections import config_dict
+
+
+def base_config() -> ml_collections.ConfigDict:
+    """All fields with their defaults (LeNet-5 on `digits`, as configs/default.py)."""
+    c = ml_collections.ConfigDict()
+    c.model = ml_collections.ConfigDict()
+    c.model.name = "lenet5"
+    c.model.downsample = config_dict.placeholder(str)  # None: the model's own default
+    c.model.head = config_dict.placeholder(str)  # None: the model's own default
+    c.dtype = "float32"  # compute dtype; parameters and optimizer state stay float32
+
+    c.dataset = "digits"  # see poolnets.data.dataset_names()
+    c.num_classes = config_dict.placeholder(int)  # None: from the dataset
+    c.data_dir = config_dict.placeholder(str)  # None: $TFDS_DATA_DIR or ~/tensorflow_datasets
+    c.synthetic = ml_collections.ConfigDict()  # only read when dataset == "synthetic"
+    c.synthetic.image_shape = (32, 32, 3)
+    c.synthetic.num_classes = 10
+    c.synthetic.num_train = 1024
+    c.synthetic.num_test = 256
+
+    c.batch_size = 64  # global batch, split over all devices (and hosts)
+    c.eval_batch_size = 256  # global; the last test batch is padded and masked
+    c.num_epochs = 30
+    c.num_steps = config_dict.placeholder(int)  # set: overrides num_epochs
+
+    c.optimizer = "sgd"  # sgd | adamw
+    c.learning_rate = 0.05
+    c.momentum = 0.9  # sgd momentum; adamw's b1
+    c.nesterov = True  # sgd only
+    c.weight_decay = 5e-4  # kernels only (not biases, not BatchNorm scale/offset)
+    c.schedule = "cosine"  # cosine | constant | step
+    c.warmup_epochs = 1.0
+    c.lr_decay_epochs = config_dict.placeholder(tuple)  # step schedule: epochs of each decay
+    c.lr_decay_factor = 0.1  # step schedule: lr multiplier at each of lr_decay_epochs
+    c.label_smoothing = 0.0
+    c.grad_clip_norm = config_dict.placeholder(float)  # None: no clipping
+
+    c.augment = ml_collections.ConfigDict()
+    c.augment.enabled = True  # False: no augmentation, whatever the dataset
+    c.augment.max_shift = config_dict.placeholder(int)  # None: the dataset's standard
+    c.augment.flip = config_dict.placeholder(bool)  # None: the dataset's standard
+
+    c.checkpoint_every_steps = 500  # plus one after the last step; resumed from on restart
+    c.keep_checkpoints = 3
+    c.seed = 0
+    c.log_every = 20
+    c.tensorboard = True  # event files in workdir/tensorboard
+    c.profile_steps = 0  # >0: profiler trace of that many steps into workdir/profile
+    c.prefetch = 2  # batches placed on device ahead of the step
+
+    c.distributed = ml_collections.ConfigDict()  # multi-host; None: from the environment
+    c.distributed.coordinator_address = config_dict.placeholder(str)
+    c.distributed.num_processes = config_dict.placeholder(int)
+    c.distributed.process_id = config_dict.placeholder(int)
+    return c

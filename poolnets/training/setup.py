@@ -1,0 +1,60 @@
+"""Run set-up from a config: multi-host initialisation, data, preprocessing."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any
+
+import jax
+
+from poolnets.data import Preprocess, load_split
+from poolnets.training.config import ConfigError, Plan
+
+
+def initialize_distributed(config: Any) -> bool:
+    """Joins a multi-process run before JAX is used; returns whether one was joined.
+
+    From config.distributed (coordinator_address, num_processes, process_id) when
+    coordinator_address is set, else from $JAX_COORDINATOR_ADDRESS, $JAX_NUM_PROCESSES,
+    $JAX_PROCESS_ID when the first is set; otherwise a single process. CPU processes talk
+    through gloo collectives.
+    """
+    d = config.distributed
+    address = d.coordinator_address or os.environ.get("JAX_COORDINATOR_ADDRESS")
+    if not address:
+        return False
+    num = d.num_processes if d.coordinator_address else os.environ.get("JAX_NUM_PROCESSES")
+    pid = d.process_id if d.coordinator_address else os.environ.get("JAX_PROCESS_ID")
+    if num is None or pid is None:
+        raise ConfigError(
+            f"config.distributed.coordinator_address={address!r} needs num_processes and "
+            "process_id (config.distributed.* or $JAX_NUM_PROCESSES / $JAX_PROCESS_ID)")
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(address, num_processes=int(num), process_id=int(pid))
+    return True
+
+
+def load_data(config: Any, plan: Plan, data_dir: str) -> tuple[Any, Any]:
+    """(train, test) splits of config.dataset; a dataset that is not there is a ConfigError."""
+    from poolnets.data.sources import DatasetUnavailable
+
+    try:
+        if config.dataset == "synthetic":
+            return plan.spec.read(data_dir, "train"), plan.spec.read(data_dir, "test")
+        return (load_split(config.dataset, "train", data_dir),
+                load_split(config.dataset, "test", data_dir))
+    except DatasetUnavailable as e:
+        raise ConfigError(f"config.dataset={config.dataset!r}: {e}") from None
+
+
+def build_preprocess(config: Any, plan: Plan) -> Preprocess:
+    """The dataset's standard preprocessing with config.augment applied."""
+    spec = plan.spec.preprocess
+    if not config.augment.enabled:
+        return dataclasses.replace(spec, max_shift=0, flip=False)
+    if config.augment.max_shift is not None:
+        spec = dataclasses.replace(spec, max_shift=config.augment.max_shift)
+    if config.augment.flip is not None:
+        spec = dataclasses.replace(spec, flip=config.augment.flip)
+    return spec
