@@ -1,0 +1,151 @@
+"""Transfer learning from converted checkpoints: new head, frozen backbone, frozen BatchNorm.
+
+Pure pieces for a training loop:
+- `transfer_variables(pretrained, target, head)`: everything from `pretrained` except the
+  classifier head, which comes from `target` (a freshly initialised model with the new
+  `num_classes`).
+- `param_labels(params, head)` / `freeze_backbone(tx, head)`: "head" / "backbone" labels and
+  an optax transform that updates only the head (`optax.multi_transform` with
+  `optax.set_to_zero()` for the backbone, which also keeps no optimizer state for it).
+- `frozen_batch_norm()` / `FrozenBatchNorm(model)`: every BatchNorm normalises with its
+  stored running statistics and leaves them unchanged, also under `train=True`, as
+  torchvision's `FrozenBatchNorm2d` or calling `.eval()` on the BN layers. In Flax this is
+  not the same as `apply(..., train=False)`, which would also switch off dropout and the
+  random pools, nor as discarding the updated `batch_stats` after each step, which would still
+  normalise each batch by its own statistics.
+- `load_pretrained(name, path)`: a torchvision file (`.pth`, `.safetensors`) or a directory
+  written by `poolnets.weights.checkpoint.save_variables`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+from flax.linen import dtypes
+
+HEADS = {"resnet": ("fc",), "vgg": ("classifier",)}
+
+
+def head_of(name: str) -> tuple[str, ...]:
+    """Top-level modules forming the classifier head of zoo model `name`."""
+    for family, head in HEADS.items():
+        if name.startswith(family):
+            return head
+    raise ValueError(f"name {name!r}: no known classifier head; pass head= explicitly "
+                     f"(known families: {', '.join(HEADS)})")
+
+
+def _is_head(path: tuple, head: Sequence[str]) -> bool:
+    """path: (collection, module, ...) key names."""
+    return len(path) > 1 and path[1] in head
+
+
+def transfer_variables(
+    pretrained: dict[str, Any], target: dict[str, Any], head: Sequence[str]
+) -> dict[str, Any]:
+    """`target`'s structure, with every leaf outside `head` taken from `pretrained`.
+
+    pretrained / target: Flax variables {"params", "batch_stats", ...}; target is the new
+    model's `init` output (its head sized for the new number of classes).
+    Raises ValueError listing backbone leaves missing from `pretrained` or of other shapes.
+    """
+    head = tuple(head)
+    flat_pre = {tuple(k.key for k in p): v
+                for p, v in jax.tree_util.tree_flatten_with_path(pretrained)[0]}
+    problems = []
+
+    def pick(key_path: Any, fresh: Any) -> Any:
+        path = tuple(k.key for k in key_path)
+        if _is_head(path, head):
+            return fresh
+        if path not in flat_pre:
+            problems.append(f"{'/'.join(path)} missing")
+            return fresh
+        if jnp.shape(flat_pre[path]) != jnp.shape(fresh):
+            problems.append(f"{'/'.join(path)}: pretrained {jnp.shape(flat_pre[path])}, "
+                            f"model {jnp.shape(fresh)}")
+        return flat_pre[path]
+
+    out = jax.tree_util.tree_map_with_path(pick, target)
+    if problems:
+        raise ValueError(f"pretrained variables do not fit the model outside head={head}: "
+                         f"{problems[:8]} ({len(problems)} in all)")
+    return out
+
+
+def param_labels(params: Any, head: Sequence[str]) -> Any:
+    """A pytree like `params` with "head" for leaves under a `head` module, else "backbone"."""
+    head = tuple(head)
+    return jax.tree_util.tree_map_with_path(
+        lambda p, _: "head" if p[0].key in head else "backbone", params)
+
+
+def freeze_backbone(tx: optax.GradientTransformation, head: Sequence[str]
+                    ) -> optax.GradientTransformation:
+    """`tx` on the head's parameters; zero updates (and no state) for all others."""
+    head = tuple(head)
+    return optax.multi_transform(
+        {"head": tx, "backbone": optax.set_to_zero()}, lambda params: param_labels(params, head))
+
+
+def _running_average_interceptor(next_fun: Any, args: Any, kwargs: Any, context: Any) -> Any:
+    module = context.module
+    if (not isinstance(module, nn.BatchNorm) or context.method_name != "__call__"
+            or module.is_initializing() or not module.has_variable("batch_stats", "mean")):
+        return next_fun(*args, **kwargs)
+    x = args[0]
+    axes = (module.axis,) if isinstance(module.axis, int) else tuple(module.axis)
+    axes = tuple(a % x.ndim for a in axes)
+    shape = tuple(x.shape[i] if i in axes else 1 for i in range(x.ndim))
+    mean = module.get_variable("batch_stats", "mean").reshape(shape)
+    var = module.get_variable("batch_stats", "var").reshape(shape)
+    y, mul, used = x - mean, jax.lax.rsqrt(var + module.epsilon), [x]  # flax's eval order
+    if module.use_scale:
+        scale = module.get_variable("params", "scale").reshape(shape)
+        mul, used = mul * scale, used + [scale]
+    y = y * mul
+    if module.use_bias:
+        bias = module.get_variable("params", "bias").reshape(shape)
+        y, used = y + bias, used + [bias]
+    return jnp.asarray(y, dtypes.canonicalize_dtype(*used, dtype=module.dtype))
+
+
+@contextlib.contextmanager
+def frozen_batch_norm() -> Iterator[None]:
+    """Within this context every `flax.linen.BatchNorm` that has statistics normalises with
+    them, y = (x - mean) / sqrt(var + eps) * scale + bias, and does not update them, whatever
+    its `use_running_average`. Acts at trace time, so wrap the `apply` inside a jitted step.
+    """
+    with nn.intercept_methods(_running_average_interceptor):
+        yield
+
+
+class FrozenBatchNorm(nn.Module):
+    """`model` with `frozen_batch_norm()` around every call; same variables (shared scope)."""
+
+    model: nn.Module
+
+    def setup(self) -> None:
+        nn.share_scope(self, self.model)
+
+    def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
+        with frozen_batch_norm():
+            return self.model(x, train=train)
+
+
+def load_pretrained(name: str, path: str | os.PathLike) -> dict[str, Any]:
+    """Variables from a torchvision checkpoint file of `name`, or from an orbax directory
+    written by `poolnets.weights.checkpoint.save_variables`."""
+    from poolnets.weights.checkpoint import restore_variables
+    from poolnets.weights.torchvision import load_torchvision
+
+    if os.path.isdir(path):
+        return restore_variables(path)
+    return load_torchvision(name, path)

@@ -1,0 +1,214 @@
+"""torchvision checkpoints -> poolnets: exact logits, both file formats, refusal of bad files.
+
+Fixtures come from tools/make_torchvision_fixtures_models.py (torch + torchvision): for each
+architecture its state-dict keys/shapes, torchvision's logits (and for four architectures a
+few activations) under weights that `poolnets.weights.synthetic` rebuilds here without torch.
+Tolerance: |poolnets - torchvision| <= 1e-4 * max|torchvision| per compared array.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import zipfile
+
+import jax
+import numpy as np
+import pytest
+
+from poolnets import models
+from poolnets.weights import UnsafePickleError, read_state_dict
+from poolnets.weights.checkpoint import restore_variables, save_variables
+from poolnets.weights.synthetic import synthetic_input, synthetic_state_dict
+from poolnets.weights.torchvision import SUPPORTED, convert_torchvision, expected_shapes
+
+FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
+IN_SUITE = ("resnet18", "resnet50", "vgg11", "vgg11_bn")
+RTOL = 1e-4
+
+
+def fixture(name: str) -> dict:
+    with np.load(os.path.join(FIXTURES, f"torchvision_{name}.npz")) as f:
+        return dict(f)
+
+
+def fixture_weights(name: str) -> tuple[dict, np.ndarray, dict]:
+    fx = fixture(name)
+    shapes = {k: tuple(s) for k, s in json.loads(str(fx["keys"]))}
+    weights = synthetic_state_dict(shapes, int(fx["seed"]))
+    checksum = sum(float(np.sum(v, dtype=np.float64)) for v in weights.values())
+    # If NumPy's generator stream ever changed, this says so instead of a logit mismatch.
+    assert checksum == pytest.approx(float(fx["weights_checksum"]), rel=1e-12)
+    x = synthetic_input(tuple(fx["input_shape"]), int(fx["seed"])).transpose(0, 2, 3, 1)
+    return weights, x, fx
+
+
+def relative_error(got: np.ndarray, want: np.ndarray) -> float:
+    return float(np.max(np.abs(np.asarray(got) - want)) / np.max(np.abs(want)))
+
+
+def probe_outputs(name: str, intermediates: dict) -> dict[str, np.ndarray]:
+    """poolnets' outputs at torchvision's probe points (names as in the fixture)."""
+    if name.startswith("resnet"):
+        sizes = models.create(name, num_classes=1).stage_sizes
+        out = {"stem_pool": intermediates["stem_pool"]["__call__"][0]}
+        for i, n in enumerate(sizes, 1):
+            out[f"stage{i}"] = intermediates[f"stage{i}_block{n - 1}"]["__call__"][0]
+        return out
+    return {k: v["__call__"][0] for k, v in intermediates.items() if k.startswith("pool")}
+
+
+def check_against_torchvision(name: str) -> float:
+    weights, x, fx = fixture_weights(name)
+    variables = convert_torchvision(name, weights)
+    del weights
+    model = models.create(name, num_classes=fx["logits"].shape[1])
+    logits, state = jax.jit(lambda v, x: model.apply(
+        v, x, train=False, capture_intermediates=True))(variables, x)
+    err = relative_error(logits, fx["logits"])
+    assert err <= RTOL, f"{name}: logits differ, max relative error {err:.3g}"
+    probes = probe_outputs(name, state["intermediates"])
+    acts = {k.removeprefix("act_"): v for k, v in fx.items() if k.startswith("act_")}
+    for label, want in acts.items():
+        got = np.asarray(probes[label])[0, ..., : want.shape[-1]]
+        assert relative_error(got, want) <= RTOL, f"{name}: activation {label} differs"
+    return err
+
+
+ALL = os.environ.get("POOLNETS_TORCHVISION_ALL") == "1"
+OTHERS = [pytest.mark.slow, pytest.mark.skipif(
+    not ALL, reason="10-20 s each; POOLNETS_TORCHVISION_ALL=1 runs every architecture")]
+
+
+@pytest.mark.parametrize("name", [
+    n if n in IN_SUITE else pytest.param(n, marks=OTHERS) for n in SUPPORTED])
+def test_logits_equal_torchvision(name):
+    err = check_against_torchvision(name)
+    print(f"{name}: max |poolnets - torchvision| / max |torchvision| = {err:.2e}")
+
+
+@pytest.mark.parametrize("name", SUPPORTED)
+def test_expected_keys_are_torchvisions(name):
+    """The layout derived from the zoo is torchvision's state dict, key for key (eval_shape)."""
+    want = {k: tuple(s) for k, s in json.loads(str(fixture(name)["keys"]))}
+    assert expected_shapes(name) == want
+
+
+def test_safetensors_and_orbax_round_trip(tmp_path):
+    from safetensors.numpy import save_file
+
+    weights, _, _ = fixture_weights("resnet18")
+    path = tmp_path / "resnet18.safetensors"
+    save_file(weights, str(path))
+    loaded = models.load_torchvision("resnet18", path)
+    direct = convert_torchvision("resnet18", weights)
+    assert jax.tree.all(jax.tree.map(np.array_equal, loaded, direct))
+    saved = save_variables(tmp_path / "ckpt", loaded)
+    restored = restore_variables(saved, target=loaded)
+    assert jax.tree.structure(restored) == jax.tree.structure(loaded)
+    assert jax.tree.all(jax.tree.map(np.array_equal, restored, loaded))
+    with pytest.raises(ValueError, match="already exists"):
+        save_variables(saved, loaded)
+
+
+@pytest.mark.parametrize("file", ["torchvision_tiny.pth", "torchvision_tiny_legacy.pth"])
+def test_torch_save_files_read_exactly(file):
+    """Zip and legacy torch.save files: strided and offset views, several dtypes."""
+    got = read_state_dict(os.path.join(FIXTURES, file))
+    with np.load(os.path.join(FIXTURES, "torchvision_tiny_expected.npz")) as want:
+        assert sorted(got) == sorted(want.files)
+        for key in want.files:
+            assert got[key].dtype == want[key].dtype and got[key].shape == want[key].shape
+            np.testing.assert_array_equal(got[key], want[key])
+
+
+@pytest.fixture
+def no_code_runs(tmp_path, monkeypatch):
+    """Records os.system / eval calls and works in an empty directory."""
+    calls = []
+    monkeypatch.setattr(os, "system", lambda *a: calls.append(a))
+    monkeypatch.setattr("builtins.eval", lambda *a: calls.append(a))
+    monkeypatch.chdir(tmp_path)
+    yield calls
+    assert calls == []
+    assert not [f for f in os.listdir(tmp_path) if f.startswith("PWNED")]
+
+
+def test_malicious_pth_is_refused(no_code_runs):
+    path = os.path.join(FIXTURES, "torchvision_malicious.pth")
+    with pytest.raises(UnsafePickleError, match=r"posix\.system.*nothing was run"):
+        models.load_torchvision("resnet18", path)
+    assert no_code_runs == [] and not os.path.exists("PWNED_BY_PICKLE")
+
+
+class _Eval:
+    def __reduce__(self):
+        return (eval, ("print('ran')",))
+
+
+EVAL_PICKLE = pickle.dumps({"w": _Eval()}, protocol=2)  # before any test patches eval
+
+
+def test_handmade_malicious_archives_are_refused(no_code_runs, tmp_path):
+    zipped = tmp_path / "evil.pth"
+    with zipfile.ZipFile(zipped, "w") as z:
+        z.writestr("archive/data.pkl", EVAL_PICKLE)
+    legacy = tmp_path / "evil_legacy.pth"
+    with open(legacy, "wb") as f:
+        for obj in (0x1950A86A20F9469CFC6C, 1001, {"little_endian": True}):
+            pickle.dump(obj, f, protocol=2)
+        f.write(EVAL_PICKLE)
+    for path in (zipped, legacy):
+        with pytest.raises(UnsafePickleError, match=r"(__builtin__|builtins)\.eval.*nothing was run"):
+            read_state_dict(path)
+
+
+def test_non_tensor_content_and_unknown_files(tmp_path):
+    plain = tmp_path / "plain.pth"
+    with zipfile.ZipFile(plain, "w") as z:
+        z.writestr("archive/data.pkl", pickle.dumps({"epoch": 3}, protocol=2))
+    with pytest.raises(ValueError, match=r"not a plain state dict.*'epoch'"):
+        read_state_dict(plain)
+    junk = tmp_path / "junk.bin"
+    junk.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(ValueError, match="neither safetensors nor a torch.save file"):
+        read_state_dict(junk)
+    with pytest.raises(ValueError, match="is not a file"):
+        read_state_dict(tmp_path / "missing.pth")
+
+
+def zeros_state_dict(name: str) -> dict[str, np.ndarray]:
+    return {k: np.zeros(s, np.float32) for k, s in expected_shapes(name).items()}
+
+
+def test_mismatched_state_dict_names_keys_and_shapes():
+    weights = zeros_state_dict("resnet18")
+    del weights["layer2.0.conv1.weight"]
+    weights["layer5.0.conv1.weight"] = np.zeros((1, 1, 3, 3), np.float32)
+    weights["layer1.0.bn1.running_var"] = np.zeros((65,), np.float32)
+    with pytest.raises(ValueError) as info:
+        convert_torchvision("resnet18", weights)
+    msg = str(info.value)
+    assert "missing keys (1): ['layer2.0.conv1.weight (128, 64, 3, 3)']" in msg
+    assert "unexpected keys (1): ['layer5.0.conv1.weight (1, 1, 3, 3)']" in msg
+    assert "layer1.0.bn1.running_var: file (65,), expected (64,)" in msg
+
+
+def test_wrong_architecture_and_unknown_name():
+    with pytest.raises(ValueError, match=r"resnet18: classifier 'fc.weight' is missing"):
+        convert_torchvision("resnet18", zeros_state_dict("vgg11"))
+    with pytest.raises(ValueError, match=r"missing keys \(80\): \[.layer1.2.bn1.running_mean \(64,\)."):
+        convert_torchvision("resnet34", zeros_state_dict("resnet18"))
+    with pytest.raises(ValueError, match="name 'lenet5' has no torchvision checkpoint"):
+        convert_torchvision("lenet5", {})
+
+
+def test_checkpoints_without_batch_counters_and_other_class_counts():
+    """Pre-0.4.1 files lack num_batches_tracked; num_classes comes from the classifier."""
+    weights = {k: v for k, v in zeros_state_dict("vgg11_bn").items()
+               if not k.endswith("num_batches_tracked")}
+    weights["classifier.6.weight"] = np.zeros((10, 4096), np.float32)
+    weights["classifier.6.bias"] = np.zeros((10,), np.float32)
+    variables = convert_torchvision("vgg11_bn", weights)
+    assert variables["params"]["classifier"]["kernel"].shape == (4096, 10)
