@@ -7,6 +7,7 @@ import os
 import chex
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -16,7 +17,7 @@ from poolnets.training.artifacts import Checkpoints
 from poolnets.training.loop import evaluate
 from poolnets.training.optim import make_optimizer, make_schedule
 from poolnets.training.state import create_train_state
-from poolnets.training.steps import eval_step, make_mesh
+from poolnets.training.steps import eval_step, make_mesh, train_step
 
 
 def _read_metrics(workdir):
@@ -128,3 +129,43 @@ def test_model_argument_error_is_a_config_error(tmp_path, tiny_config):
         train_and_evaluate(tiny_config, str(workdir), model=_RejectsItsArguments(),
                            show_progress=False)
     assert not workdir.exists()
+
+
+def test_mocked_cifar10_trains_from_uint8_with_standard_augmentation(tmp_path, tiny_config,
+                                                                     tiny_model):
+    import tensorflow_datasets as tfds
+
+    tiny_config.dataset = "cifar10"
+    tiny_config.data_dir = str(tmp_path / "tfds")
+    tiny_config.augment.max_shift = None  # CIFAR standard: pad-4 crop + flip
+    tiny_config.num_steps = 3
+    tiny_config.batch_size = 16
+    tiny_config.eval_batch_size = 32
+    with tfds.testing.mock_data(num_examples=40):
+        summary = train_and_evaluate(tiny_config, str(tmp_path / "run"), model=tiny_model,
+                                     show_progress=False)
+    assert summary["dataset"] == "cifar10" and summary["steps"] == 3
+    assert np.isfinite(summary["test_loss"])
+    # conv 5*5*3*8+8, BN 16, dense 8*8*8*10+10: 3-channel input reached the model
+    assert summary["params"] == 608 + 16 + 5130
+
+
+def test_bfloat16_compute_keeps_float32_params_and_optimizer_state():
+    from poolnets import models
+
+    model = models.create("lenet5", num_classes=10, dtype=jnp.bfloat16)
+    tx = make_optimizer("sgd", make_schedule("constant", 0.05, 2, 0), weight_decay=5e-4)
+    state = create_train_state(model, tx, jax.random.key(0), (32, 32, 1))
+    rng = np.random.default_rng(0)
+    images = jnp.asarray(rng.random((8, 32, 32, 1)), jnp.float32)
+    labels = jnp.asarray(rng.integers(0, 10, 8), jnp.int32)
+    step = jax.jit(functools.partial(train_step, model=model, tx=tx, num_classes=10,
+                                     label_smoothing=0.1))
+    logits = model.apply(state.variables(), images, train=False)
+    assert logits.dtype == jnp.bfloat16
+    new_state, metrics = step(state, images, labels, jax.random.key(1))
+    for leaf in jax.tree.leaves((new_state.params, new_state.opt_state)):
+        assert leaf.dtype in (jnp.float32, jnp.int32), leaf.dtype
+    assert bool(metrics["finite"])
+    moved = jax.tree.map(lambda a, b: bool(jnp.any(a != b)), state.params, new_state.params)
+    assert all(jax.tree.leaves(moved))
