@@ -1,0 +1,96 @@
+"""Receptive fields: hand-computed chains, and the gradient support of linear conv stacks
+(whose effective field fills exactly the analytic one)."""
+
+import flax.linen as nn
+import jax
+import numpy as np
+import pytest
+
+from poolnets.analysis.receptive_field import (
+    Layer,
+    effective_receptive_field,
+    mass_area,
+    receptive_fields,
+    support_extent,
+)
+from poolnets.analysis.stages import pool_stack_layers
+
+
+def test_hand_computed_chain():
+    # conv3 -> pool2/2 -> conv3 -> pool2/2 -> conv3 (pad 1): sizes 3, 4, 8, 10, 18.
+    layers = [Layer("c1", 3), Layer("p1", 2, 2), Layer("c2", 3), Layer("p2", 2, 2),
+              Layer("c3", 3, 1, 1)]
+    fields = receptive_fields(layers)
+    assert [(f.size, f.jump) for f in fields] == [(1, 1), (3, 1), (4, 2), (8, 2), (10, 4),
+                                                 (18, 4)]
+    # Centres: 0.5 -> 1.5 -> 2.0 -> 4.0 -> 5.0 -> 5.0 (padding 1 shifts by -1 * jump 4, +4).
+    assert [f.start for f in fields] == [0.5, 1.5, 2.0, 4.0, 5.0, 5.0]
+    dilated = receptive_fields([Layer("d", 3, dilation=2), Layer("s", 3, stride=3)])
+    assert [(f.size, f.jump) for f in dilated[1:]] == [(5, 1), (7, 3)]
+
+
+def test_lenet5_field():
+    from poolnets.report.sweep import lenet_layers
+
+    assert receptive_fields(lenet_layers("max"))[-1].size == 16  # 5 -> 6 -> 14 -> 16
+    assert receptive_fields(lenet_layers("none"))[-1].size == 9
+    assert receptive_fields(lenet_layers("blur"))[-1].size == 5 + 2 + 8 + 4
+    assert lenet_layers("spectral") is None
+
+
+def test_layer_errors():
+    with pytest.raises(ValueError, match="stride"):
+        Layer("x", 3, 0)
+    with pytest.raises(ValueError, match="padding"):
+        Layer("x", 3, 1, -1)
+
+
+class LinearStack(nn.Module):
+    """Convolutions and average pools without nonlinearity: the input gradient of one unit is
+    the composed (all-positive) kernel, nonzero exactly on the analytic field."""
+
+    pools: tuple
+
+    @nn.compact
+    def __call__(self, x, train=False):
+        for i, pool in enumerate(self.pools):
+            x = nn.Conv(2, (3, 3), padding="VALID", kernel_init=nn.initializers.ones,
+                        name=f"conv{i}")(x)
+            if pool:
+                x = nn.avg_pool(x, (2, 2), (2, 2))
+        return nn.Dense(1, name="out")(x.reshape(x.shape[0], -1))
+
+
+@pytest.mark.parametrize("pools", [(False, False), (True, False), (True, True)])
+def test_effective_field_support_equals_analytic(pools):
+    model = LinearStack(pools)
+    x = jax.random.uniform(jax.random.key(0), (2, 24, 24, 1))
+    variables = model.init(jax.random.key(1), x)
+    layer = f"conv{len(pools) - 1}"
+    heat = effective_receptive_field(model, variables, x, layer)
+    layers = []
+    for i, pool in enumerate(pools):
+        layers.append(Layer(f"conv{i}", 3))
+        if pool and i < len(pools) - 1:
+            layers.append(Layer(f"pool{i}", 2, 2))
+    size = receptive_fields(layers)[-1].size
+    assert support_extent(heat) == (size, size)
+    assert np.isclose(heat.sum(), 1.0)
+
+
+def test_mass_area():
+    heat = np.zeros((5, 5))
+    heat[2, 2], heat[2, 3], heat[0, 0] = 0.7, 0.2, 0.1
+    assert mass_area(heat, 0.7) == 1 and mass_area(heat, 0.9) == 2 and mass_area(heat, 1) == 3
+    assert mass_area(np.zeros((3, 3))) == 0
+    with pytest.raises(ValueError, match="mass"):
+        mass_area(heat, 0)
+
+
+def test_pool_stack_layers():
+    fields = receptive_fields(pool_stack_layers(4, 2))
+    # conv3 p1 (3), pool (4, j2), conv3 (8), pool (10, j4), conv3 (18), conv3 (26).
+    assert [f.size for f in fields[1:]] == [3, 4, 8, 10, 18, 26]
+    # Pixel i spans [i, i + 1): 'SAME' convs keep the first centre, each 2x2/2 pool moves it
+    # half a window: 0.5 -> 1.0 -> 2.0.
+    assert [f.start for f in fields] == [0.5, 0.5, 1.0, 1.0, 2.0, 2.0, 2.0]
