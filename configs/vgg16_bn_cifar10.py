@@ -1,0 +1,36 @@
+"""VGG-16 with BatchNorm on CIFAR-10 (global-average head: 33.6M params), cosine schedule, 200
+epochs.
+
+Command:   python train.py --config configs/vgg16_bn_cifar10.py --workdir runs/vgg16_bn_cifar10
+           (pooling sweep: add --config.model.downsample=<name>, see
+           poolnets.nn.downsample_names())
+Hardware:  sized for one GPU with >= 16 GB (batch 128, float32); not run here. On the 2-core CPU
+           used for development this is impractical (see bench/train_throughput.py for measured
+           images/s).
+Expected:  no published figure for this exact head; CIFAR VGG-16 variants are commonly reported
+           near 93% (e.g. kuangliu/pytorch-cifar lists 92.64%, with a 512->10 classifier); not run
+           here.
+"""
+
+import ml_collections
+
+from poolnets.training.defaults import base_config
+
+
+def get_config() -> ml_collections.ConfigDict:
+    config = base_config()  # every field and its default: poolnets/training/defaults.py
+    config.model.name = "vgg16_bn"
+    config.dataset = "cifar10"  # pad-4 random crop + flip, per-channel normalisation
+    config.batch_size = 128
+    config.eval_batch_size = 500
+    config.num_epochs = 200
+    config.optimizer = "sgd"
+    config.nesterov = False
+    config.momentum = 0.9
+    config.learning_rate = 0.05
+    config.weight_decay = 0.0005
+    config.schedule = "cosine"
+    config.model.head = "avg"  # global average of the 1x1 map, then the VGG classifier
+    config.warmup_epochs = 1.0
+    config.checkpoint_every_steps = 1000
+    return config
