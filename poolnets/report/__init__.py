@@ -1,0 +1,13 @@
+"""The pooling report: `python -m poolnets.report` measures what pooling buys a CNN.
+
+Default sweep: LeNet-5 on the bundled digits, every registered downsample (core choices
+first) x {flatten, global-average} heads, 3 seeds each, plus a PoolStack experiment on the
+number of pooling stages; then report/README.md (claims table, main table), results.json
+and PNG figures. `--config FILE` (a `get_config()` Python file) or `--set field=value` runs
+it for any model and dataset the package knows, e.g. on an accelerator with more seeds and
+epochs; `max_minutes` bounds the time (variants past it are listed as not run).
+
+    config   defaults and overrides        sweep    variants, probe set, measurements
+    run      the timed loop with progress  figures  matplotlib (Agg) PNGs
+    writeup  README text generated from the measured numbers
+"""

@@ -1,0 +1,188 @@
+"""The measurements of one report: every variant trained per seed, then probed.
+
+A variant is (downsample, head) on the configured model, or a PoolStack with k pooled
+stages. The probe set (shifted, noisy, rotated, scaled test images) is built once and shared
+by all variants, so every variant sees exactly the same images.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any
+
+import jax
+import numpy as np
+
+from poolnets.analysis import cost, generalisation, receptive_field, robustness, shift
+from poolnets.analysis.fit import FitConfig, fit_seeds, make_predict, predict_in_chunks, unstack
+from poolnets.analysis.gradcam import grad_cam
+from poolnets.analysis.stages import PoolStack, pool_stack_layers
+
+# Window geometry of LeNet-5's downsampling layers, for the analytic receptive field; names
+# missing here (output-size pools, LIP's logit convolution, ...) get no analytic figure.
+_TWO_BY_TWO = ("max", "avg", "lp", "strided_conv", "stochastic", "gem", "lse", "soft",
+               "median", "mixed", "mixed_random", "gated", "tree", "subsample", "wavelet")
+LENET_POOLS: dict[str, list[tuple[int, int, int]]] = {
+    **{n: [(2, 2, 0)] for n in _TWO_BY_TWO},
+    "none": [],
+    "blur": [(3, 2, 1)],  # 3-tap binomial, stride 2, reflect padding 1
+    "max_blur": [(2, 1, 0), (3, 2, 1)],  # dense 2x2 max, then the blur
+}
+
+
+def lenet_layers(downsample: str) -> list[receptive_field.Layer] | None:
+    """LeNet-5's spatial chain up to S4, or None where the layer has no fixed window."""
+    if downsample not in LENET_POOLS:
+        return None
+    layers = []
+    for conv, pool in (("C1", "S2"), ("C3", "S4")):
+        layers.append(receptive_field.Layer(conv, 5))
+        for i, (k, s, p) in enumerate(LENET_POOLS[downsample]):
+            layers.append(receptive_field.Layer(f"{pool}.{i}", k, s, p))
+    return layers
+
+
+@dataclasses.dataclass
+class Probe:
+    """Named image sets (each (N, H, W, C)) concatenated; `slices[name]` locates each."""
+
+    images: np.ndarray
+    slices: dict[str, slice]
+
+
+def build_probe(test_images: np.ndarray, config: Any, key: jax.Array) -> Probe:
+    """Every evaluation condition of the report applied to the test images."""
+    sets: dict[str, np.ndarray] = {"clean": test_images}
+    aliases = {"shift/0": "clean"}
+    for s in config.shifts:
+        if s != 0:
+            sets[f"shift/{s}"] = shift.shift_images(test_images, 0, s)
+    k_shift, k_noise, k_sp = jax.random.split(key, 3)
+    pairs = shift.random_shift_pairs(k_shift, len(test_images), config.consistency_max_shift,
+                                     config.consistency_draws)
+    for d, draw in enumerate(pairs):
+        sets[f"pair/{d}/a"] = shift.shifted_batch(test_images, draw[:, 0])
+        sets[f"pair/{d}/b"] = shift.shifted_batch(test_images, draw[:, 1])
+    sweeps = {"gaussian_noise": (config.gaussian_sigmas, k_noise),
+              "salt_and_pepper": (config.salt_pepper, k_sp),
+              "rotation": (config.rotations, None), "scaling": (config.scalings, None)}
+    for name, (severities, key_) in sweeps.items():
+        keys = jax.random.split(key_, len(severities)) if key_ is not None else [None] * len(
+            severities)
+        for sev, k in zip(severities, keys, strict=True):
+            if sev == (1.0 if name == "scaling" else 0.0):
+                aliases[f"{name}/{sev}"] = "clean"  # the identity: reuse the clean images
+            else:
+                sets[f"{name}/{sev}"] = robustness.corrupt(name, test_images, sev, k)
+    slices, start = {}, 0
+    for name, arr in sets.items():
+        slices[name] = slice(start, start + len(arr))
+        start += len(arr)
+    for name, target in aliases.items():
+        slices[name] = slices[target]
+    return Probe(np.concatenate(list(sets.values())).astype(np.float32), slices)
+
+
+def _stats(values: list[float] | np.ndarray) -> dict[str, Any]:
+    arr = np.asarray(values, np.float64)
+    return {"mean": arr.mean(0).tolist(), "std": arr.std(0).tolist(), "runs": arr.tolist()}
+
+
+def measure(model: Any, label: dict, data: dict, probe: Probe, config: Any,
+            layers: list | None, on_step: Any) -> tuple[dict, dict]:
+    """Trains `model` for every seed and measures it. Returns (numbers, arrays)."""
+    train, test = data["train"], data["test"]
+    fit = FitConfig(num_epochs=config.num_epochs, num_steps=config.num_steps,
+                    batch_size=config.batch_size, learning_rate=config.learning_rate,
+                    optimizer=config.optimizer, weight_decay=config.weight_decay,
+                    max_shift=config.max_shift_train)
+    t0 = time.perf_counter()
+    states, timing = fit_seeds(model, train, list(config.seeds), fit,
+                               num_classes=data["num_classes"], on_step=on_step)
+    predict = make_predict(model)
+    per_seed: dict[str, list] = {k: [] for k in (
+        "test_accuracy", "train_accuracy", "gap", "shift_accuracy", "shift_consistency",
+        "gaussian_noise", "salt_and_pepper", "rotation", "scaling")}
+    for i in range(len(config.seeds)):
+        variables = unstack(states, i).variables()
+        pred = predict_in_chunks(predict, variables, probe.images, config.chunk).argmax(-1)
+        train_pred = predict_in_chunks(predict, variables, train.images, config.chunk).argmax(-1)
+        at = {name: pred[s] for name, s in probe.slices.items()}
+        gap = generalisation.train_test_gap(
+            lambda x, p=train_pred, q=at["clean"]: p if len(x) == len(p) else q,
+            (train.images, train.labels), (test.images, test.labels))
+        per_seed["test_accuracy"].append(gap["test_accuracy"])
+        per_seed["train_accuracy"].append(gap["train_accuracy"])
+        per_seed["gap"].append(gap["gap"])
+        per_seed["shift_accuracy"].append(
+            [float(np.mean(at[f"shift/{s}"] == test.labels)) for s in config.shifts])
+        per_seed["shift_consistency"].append(float(np.mean([
+            at[f"pair/{d}/a"] == at[f"pair/{d}/b"] for d in range(config.consistency_draws)])))
+        for name, sev in (("gaussian_noise", config.gaussian_sigmas),
+                          ("salt_and_pepper", config.salt_pepper),
+                          ("rotation", config.rotations), ("scaling", config.scalings)):
+            per_seed[name].append([float(np.mean(at[f"{name}/{s}"] == test.labels))
+                                   for s in sev])
+    variables = unstack(states, 0).variables()
+    image_shape = tuple(test.images.shape[1:])
+    fwd = cost.forward_cost(model, variables, image_shape)
+    _, peak = cost.peak_activation(model, variables, jax.ShapeDtypeStruct(
+        (1, *image_shape), np.float32))
+    numbers = {**label, **{k: _stats(v) for k, v in per_seed.items()},
+               "params": cost.total_params(variables["params"]),
+               "params_per_layer": cost.params_per_layer(variables["params"]),
+               "flops": fwd["flops"], "bytes_accessed": fwd["bytes_accessed"],
+               "peak_activation": peak, "steps": timing["steps"],
+               "compile_s": round(timing["compile_s"], 2), "train_s": round(timing["train_s"], 2)}
+    arrays: dict[str, np.ndarray] = {}
+    layer = label.get("feature_layer")
+    if layer:
+        erf_x = test.images[: config.erf_images]
+        heat = receptive_field.effective_receptive_field(model, variables, erf_x, layer)
+        arrays["erf"] = heat
+        numbers["erf_area90"] = receptive_field.mass_area(heat, 0.9)
+        numbers["erf_support"] = list(receptive_field.support_extent(heat, 1e-12))
+        gx = test.images[: config.gradcam_images]
+        arrays["gradcam"] = np.asarray(grad_cam(model, variables, gx, layer))
+    if layers is not None:
+        numbers["analytic_rf"] = [dataclasses.asdict(f) for f in
+                                  receptive_field.receptive_fields(layers)]
+    numbers["wall_s"] = round(time.perf_counter() - t0, 2)
+    return numbers, arrays
+
+
+def variants(config: Any) -> list[dict]:
+    """The run order: core downsamples with each head, the stages experiment, the rest."""
+    from poolnets.report.config import CORE_DOWNSAMPLES, resolve_downsamples
+
+    names = resolve_downsamples(config)
+    heads = [config.heads] if isinstance(config.heads, str) else list(config.heads)
+    core = [n for n in names if n in CORE_DOWNSAMPLES]
+    rest = [n for n in names if n not in CORE_DOWNSAMPLES]
+    out = [{"kind": "zoo", "downsample": n, "head": heads[0]} for n in core]
+    out += [{"kind": "stages", "stages": int(k)} for k in config.stages]
+    for h in heads[1:]:
+        out += [{"kind": "zoo", "downsample": n, "head": h} for n in core]
+    for h in heads:
+        out += [{"kind": "zoo", "downsample": n, "head": h} for n in rest]
+    return out
+
+
+def build(variant: dict, config: Any, num_classes: int) -> tuple[Any, dict, list | None]:
+    """(model, label for the results, analytic layer chain or None) of one variant."""
+    if variant["kind"] == "stages":
+        k = variant["stages"]
+        model = PoolStack(num_classes=num_classes, channels=tuple(config.stage_channels),
+                          pooled_stages=k)
+        label = {"kind": "stages", "name": f"stack{k}", "stages": k,
+                 "feature_layer": f"conv{len(config.stage_channels) - 1}"}
+        return model, label, pool_stack_layers(len(config.stage_channels), k)
+    from poolnets import models
+
+    ds, head = variant["downsample"], variant["head"]
+    model = models.create(config.model, num_classes=num_classes, downsample=ds, head=head)
+    label = {"kind": "zoo", "name": f"{ds}/{head}", "downsample": ds, "head": head,
+             "feature_layer": config.feature_layer}
+    layers = lenet_layers(ds) if config.model == "lenet5" else None
+    return model, label, layers

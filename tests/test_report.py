@@ -1,0 +1,77 @@
+"""`python -m poolnets.report`: argument errors, the verdict rule, and one tiny end-to-end
+sweep (two variants, one seed, a few steps) that writes the README, results and figures."""
+
+import json
+import os
+
+import pytest
+
+from poolnets.report.__main__ import main
+from poolnets.report.config import default_config, resolve_downsamples
+from poolnets.report.writeup import compare
+
+
+def test_bad_arguments_exit_2(capsys, tmp_path):
+    assert main(["--set", "nonsense=1", "--out", str(tmp_path)]) == 2
+    assert "unknown field 'nonsense'" in capsys.readouterr().err
+    assert main(["--set", "downsamples=(\"maxx\",)", "--out", str(tmp_path)]) == 2
+    assert "maxx" in capsys.readouterr().err
+    assert main(["--config", str(tmp_path / "missing.py")]) == 2
+    assert not os.path.exists(tmp_path / "README.md")
+
+
+def test_default_sweep_covers_every_downsample():
+    from poolnets.nn import downsample_names
+
+    names = resolve_downsamples(default_config())
+    assert names[:7] == ["max", "avg", "lp", "strided_conv", "none", "blur", "stochastic"]
+    assert sorted(names) == downsample_names()
+
+
+def _stat(runs):
+    import numpy as np
+
+    return {"mean": float(np.mean(runs)), "std": float(np.std(runs)), "runs": runs}
+
+
+def test_compare_needs_two_standard_errors():
+    a, b = {"x": _stat([0.90, 0.91, 0.92])}, {"x": _stat([0.80, 0.81, 0.82])}
+    assert compare(a, b, "x") == "higher" and compare(b, a, "x") == "lower"
+    c = {"x": _stat([0.70, 0.91, 1.0])}
+    assert compare(c, a, "x") == "indistinguishable"
+    assert compare({"x": _stat([0.5, 0.5])}, {"x": _stat([0.503, 0.503])}, "x") == (
+        "indistinguishable")  # below the 0.005 floor
+
+
+@pytest.mark.slow
+def test_tiny_sweep_end_to_end(tmp_path):
+    out = tmp_path / "report"
+    args = ["--out", str(out), "--no-progress",
+            "--set", f"data_dir={tmp_path / 'data'!s}",
+            "--set", "downsamples=('max', 'none')", "--set", "heads=flatten",
+            "--set", "seeds=(0,)", "--set", "num_steps=4", "--set", "stages=()",
+            "--set", "shifts=(0, 4)", "--set", "consistency_draws=1",
+            "--set", "gaussian_sigmas=(0.0, 0.3)", "--set", "salt_pepper=(0.0, 0.1)",
+            "--set", "rotations=(0.0, 20.0)", "--set", "scalings=(0.8, 1.0)",
+            "--set", "erf_images=4", "--set", "gradcam_images=2"]
+    assert main(args) == 0
+    results = json.load(open(out / "results.json"))
+    names = [r["name"] for r in results["results"]]
+    assert names == ["max/flatten", "none/flatten"]
+    mx, none = results["results"]
+    assert mx["params"] == 61706 and none["params"] > mx["params"]
+    assert none["flops"] > mx["flops"] > 0
+    assert mx["analytic_rf"][-1]["size"] == 16 and none["analytic_rf"][-1]["size"] == 9
+    for r in (mx, none):
+        assert 0 <= r["shift_consistency"]["mean"] <= 1 and len(r["shift_accuracy"]["mean"]) == 2
+        # severity 0 and shift 0 reuse the clean images: the same accuracy exactly
+        assert r["gaussian_noise"]["mean"][0] == r["test_accuracy"]["mean"]
+        assert r["shift_accuracy"]["mean"][0] == r["test_accuracy"]["mean"]
+    readme = open(out / "README.md").read()
+    assert "| Pooling cuts computation and parameters |" in readme
+    assert "\n| max/flatten" in readme and results["meta"]["machine"] in readme
+    assert "not measured in this run" in readme  # no stages, no avg, no blur variants
+    pngs = [f for f in os.listdir(out) if f.endswith(".png")]
+    assert {"shift_accuracy.png", "robustness.png", "erf.png", "gradcam.png",
+            "cost.png"} <= set(pngs)
+    assert sum(os.path.getsize(out / f) for f in pngs) < 1_000_000
