@@ -17,6 +17,14 @@ def accuracy(classify: Callable[[np.ndarray], np.ndarray], images: np.ndarray,
     return float(np.mean(np.asarray(classify(images)) == labels))
 
 
+def gap_from_predictions(train_pred: np.ndarray, train_labels: np.ndarray,
+                         test_pred: np.ndarray, test_labels: np.ndarray) -> dict[str, float]:
+    """`train_test_gap` from predicted classes already computed."""
+    tr = accuracy(lambda _: train_pred, train_pred, train_labels)
+    te = accuracy(lambda _: test_pred, test_pred, test_labels)
+    return {"train_accuracy": tr, "test_accuracy": te, "gap": tr - te}
+
+
 def train_test_gap(classify: Callable[[np.ndarray], np.ndarray], train: tuple, test: tuple
                    ) -> dict[str, float]:
     """{"train_accuracy", "test_accuracy", "gap"}: gap = train - test, both measured in

@@ -109,9 +109,8 @@ def measure(model: Any, label: dict, data: dict, probe: Probe, config: Any,
         pred = predict_in_chunks(predict, variables, probe.images, config.chunk).argmax(-1)
         train_pred = predict_in_chunks(predict, variables, train.images, config.chunk).argmax(-1)
         at = {name: pred[s] for name, s in probe.slices.items()}
-        gap = generalisation.train_test_gap(
-            lambda x, p=train_pred, q=at["clean"]: p if len(x) == len(p) else q,
-            (train.images, train.labels), (test.images, test.labels))
+        gap = generalisation.gap_from_predictions(train_pred, train.labels, at["clean"],
+                                                  test.labels)
         per_seed["test_accuracy"].append(gap["test_accuracy"])
         per_seed["train_accuracy"].append(gap["train_accuracy"])
         per_seed["gap"].append(gap["gap"])
