@@ -8,6 +8,7 @@ and renames it on finalisation.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -43,9 +44,8 @@ def check_workdir(workdir: str) -> str:
     os.makedirs(workdir, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=workdir, prefix=".probe-"):
         pass
-    stale = os.path.join(workdir, SUMMARY_FILE)
-    if os.path.exists(stale):
-        os.remove(stale)
+    with contextlib.suppress(FileNotFoundError):  # other hosts of this run may race us
+        os.remove(os.path.join(workdir, SUMMARY_FILE))
     return workdir
 
 

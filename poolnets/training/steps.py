@@ -171,5 +171,16 @@ def put_batch(mesh: Mesh, *arrays: np.ndarray) -> tuple[jax.Array, ...]:
 
 
 def put_replicated(mesh: Mesh, tree: Any) -> Any:
-    """Places a pytree replicated over the mesh."""
-    return jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))
+    """Places a pytree replicated over the mesh (every process passes the same values)."""
+    sharding = NamedSharding(mesh, PartitionSpec())
+    if jax.process_count() == 1:
+        return jax.device_put(tree, sharding)
+    return jax.tree.map(lambda leaf: _global_replica(leaf, sharding), tree)
+
+
+def _global_replica(leaf: Any, sharding: NamedSharding) -> jax.Array:
+    """A process-local value as one global array: each process fills its own devices."""
+    is_key = jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key)
+    host = np.asarray(jax.device_get(jax.random.key_data(leaf) if is_key else leaf))
+    array = jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+    return jax.jit(jax.random.wrap_key_data, out_shardings=sharding)(array) if is_key else array

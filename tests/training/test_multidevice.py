@@ -1,5 +1,6 @@
-"""Data parallelism: a few steps on 4 (forced host) devices equal 1 device at the same global
-batch, BatchNorm statistics included (they are reduced over the global batch under jit)."""
+"""Data parallelism: a few steps on 8 (forced host) devices equal 1 device at the same global
+batch, BatchNorm statistics included (they are reduced over the global batch under jit).
+The batches are stored uint8 CIFAR-style images, preprocessed and augmented in the step."""
 
 import os
 import pathlib
@@ -16,28 +17,30 @@ SCRIPT = textwrap.dedent(
     import numpy as np
     sys.path.insert(0, sys.argv[1])
     from conftest import TinyCNN
+    from poolnets.data import get_spec
     from poolnets.training.optim import make_optimizer, make_schedule
     from poolnets.training.state import create_train_state
     from poolnets.training.steps import compile_steps, make_mesh, put_batch, put_replicated
 
-    assert jax.device_count() == 4, jax.devices()
+    assert jax.device_count() == 8, jax.devices()
     model = TinyCNN(use_batchnorm=True)
     tx = make_optimizer("sgd", make_schedule("constant", 0.01, 4, 0), weight_decay=5e-4)
     rng = np.random.default_rng(0)
     # one batch seen four times: the loss must fall, and the steps still differ (shifts, dropout)
-    batches = [(rng.random((16, 32, 32, 1), np.float32), rng.integers(0, 10, 16).astype(np.int32))
-               ] * 4
-    test = (rng.random((8, 32, 32, 1), np.float32), rng.integers(0, 10, 8).astype(np.int32),
-            np.arange(8) < 7)
+    images = rng.integers(0, 256, (16, 32, 32, 3), dtype=np.uint8)
+    batches = [(images, rng.integers(0, 10, 16).astype(np.int32))] * 4
+    test = (rng.integers(0, 256, (8, 32, 32, 3), dtype=np.uint8),
+            rng.integers(0, 10, 8).astype(np.int32), np.arange(8) < 7)
     results = []
     for devices in (jax.devices()[:1], jax.devices()):
         mesh = make_mesh(devices)
         state = put_replicated(mesh, create_train_state(model, tx, jax.random.key(0),
-                                                        (32, 32, 1)))
+                                                        (32, 32, 3)))
         key = put_replicated(mesh, jax.random.key(1))
-        train, evaluate = compile_steps(mesh, state, (16, 32, 32, 1), (8, 32, 32, 1),
-                                        model=model, tx=tx, num_classes=10,
-                                        label_smoothing=0.1, max_shift=2)
+        train, evaluate = compile_steps(
+            mesh, state, (16, 32, 32, 3), (8, 32, 32, 3), image_dtype=np.uint8, model=model,
+            tx=tx, num_classes=10, label_smoothing=0.1,
+            preprocess_spec=get_spec("cifar10").preprocess)
         losses = []
         for images, labels in batches:
             state, metrics = train(state, *put_batch(mesh, images, labels), key)
@@ -45,21 +48,21 @@ SCRIPT = textwrap.dedent(
         assert len(state.params["Conv_0"]["kernel"].sharding.device_set) == len(devices)
         sums = jax.device_get(evaluate(state, *put_batch(mesh, *test)))
         results.append((jax.device_get(state), losses, sums))
-    (one, losses1, sums1), (four, losses4, sums4) = results
-    np.testing.assert_allclose(losses1, losses4, rtol=1e-5)
-    assert losses4[-1] < losses4[0], losses4
-    for a, b in zip(jax.tree.leaves(one), jax.tree.leaves(four), strict=True):
+    (one, losses1, sums1), (eight, losses8, sums8) = results
+    np.testing.assert_allclose(losses1, losses8, rtol=1e-5)
+    assert losses8[-1] < losses8[0], losses8
+    for a, b in zip(jax.tree.leaves(one), jax.tree.leaves(eight), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
     for k in sums1:
-        np.testing.assert_allclose(sums1[k], sums4[k], rtol=1e-5)
-    assert sums4["count"] == 7
+        np.testing.assert_allclose(sums1[k], sums8[k], rtol=1e-5)
+    assert sums8["count"] == 7
     print("ok")
     """
 )
 
 
-def test_four_devices_match_one_device():
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+def test_eight_devices_match_one_device():
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
            "JAX_PLATFORMS": "cpu"}
     result = subprocess.run([sys.executable, "-c", SCRIPT, str(HERE)], capture_output=True,
                             text=True, timeout=300, env=env)
