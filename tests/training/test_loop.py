@@ -169,3 +169,40 @@ def test_bfloat16_compute_keeps_float32_params_and_optimizer_state():
     assert bool(metrics["finite"])
     moved = jax.tree.map(lambda a, b: bool(jnp.any(a != b)), state.params, new_state.params)
     assert all(jax.tree.leaves(moved))
+
+
+def _tensorboard_scalars(directory):
+    """(tag, step) -> value from the event files under `directory` (TFRecord framing:
+    u64 length, u32 crc, payload, u32 crc; payload an Event protobuf)."""
+    import struct
+
+    from tensorboardX.proto import event_pb2
+
+    scalars = {}
+    for path in sorted(directory.rglob("events.out.tfevents.*")):
+        data = path.read_bytes()
+        offset = 0
+        while offset < len(data):
+            (length,) = struct.unpack("<Q", data[offset:offset + 8])
+            event = event_pb2.Event.FromString(data[offset + 12:offset + 12 + length])
+            offset += 12 + length + 4
+            for value in event.summary.value:
+                scalars[(value.tag, event.step)] = value.simple_value
+    return scalars
+
+
+def test_tensorboard_events_and_profiler_trace(tmp_path, tiny_config, tiny_model):
+    import pathlib
+
+    tiny_config.profile_steps = 3
+    workdir = pathlib.Path(tmp_path / "run")
+    train_and_evaluate(tiny_config, str(workdir), model=tiny_model, show_progress=False)
+    scalars = _tensorboard_scalars(workdir / "tensorboard")
+    for record in _read_metrics(str(workdir)):
+        for key in ("train_loss", "learning_rate", "test_accuracy", "test_loss"):
+            if key in record:
+                assert scalars[(key, record["step"])] == pytest.approx(record[key], rel=1e-6)
+    assert {tag for tag, _ in scalars} >= {"train_loss", "train_accuracy", "grad_norm",
+                                          "images_per_s", "test_loss", "test_accuracy"}
+    traces = list((workdir / "profile").rglob("*.xplane.pb"))
+    assert len(traces) == 1 and traces[0].stat().st_size > 0
