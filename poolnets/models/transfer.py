@@ -75,6 +75,7 @@ def transfer_variables(
 
     out = jax.tree_util.tree_map_with_path(pick, target)
     if problems:
+        problems.sort(key=lambda p: not p.startswith("params/"))  # kernels say most
         raise ValueError(f"pretrained variables do not fit the model outside head={head}: "
                          f"{problems[:8]} ({len(problems)} in all)")
     return out

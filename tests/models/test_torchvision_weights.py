@@ -160,7 +160,8 @@ def test_handmade_malicious_archives_are_refused(no_code_runs, tmp_path):
             pickle.dump(obj, f, protocol=2)
         f.write(EVAL_PICKLE)
     for path in (zipped, legacy):
-        with pytest.raises(UnsafePickleError, match=r"(__builtin__|builtins)\.eval.*nothing was run"):
+        with pytest.raises(UnsafePickleError,
+                           match=r"(__builtin__|builtins)\.eval.*nothing was run"):
             read_state_dict(path)
 
 
@@ -198,7 +199,8 @@ def test_mismatched_state_dict_names_keys_and_shapes():
 def test_wrong_architecture_and_unknown_name():
     with pytest.raises(ValueError, match=r"resnet18: classifier 'fc.weight' is missing"):
         convert_torchvision("resnet18", zeros_state_dict("vgg11"))
-    with pytest.raises(ValueError, match=r"missing keys \(80\): \[.layer1.2.bn1.running_mean \(64,\)."):
+    with pytest.raises(ValueError,
+                       match=r"missing keys \(80\): \[.layer1.2.bn1.running_mean \(64,\)."):
         convert_torchvision("resnet34", zeros_state_dict("resnet18"))
     with pytest.raises(ValueError, match="name 'lenet5' has no torchvision checkpoint"):
         convert_torchvision("lenet5", {})

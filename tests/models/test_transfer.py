@@ -1,0 +1,132 @@
+"""Transfer-learning pieces: head replacement, backbone freezing, frozen BatchNorm."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from poolnets import models
+from poolnets.models.transfer import (
+    FrozenBatchNorm,
+    freeze_backbone,
+    frozen_batch_norm,
+    head_of,
+    load_pretrained,
+    param_labels,
+    transfer_variables,
+)
+from poolnets.weights.checkpoint import save_variables
+
+X = jnp.asarray(np.random.default_rng(0).standard_normal((2, 32, 32, 3)), jnp.float32)
+
+
+def small(name: str, num_classes: int, **kw):
+    if name.startswith("vgg"):
+        kw = {"width": 0.125, "hidden": 256, **kw}  # hidden layers of 32
+    else:
+        kw = {"width": 0.125, **kw}
+    return models.create(name, num_classes=num_classes, **kw)
+
+
+def init(model, seed: int = 0):
+    """Random variables in `model`'s structure, with non-trivial running statistics; drawn
+    host-side from the abstract init (compiling init or per-leaf jax.random costs seconds)."""
+    rng = np.random.default_rng(seed)
+    abstract = jax.eval_shape(lambda: model.init(jax.random.key(0), X))
+
+    def draw(path, leaf):
+        if path[-1].key == "var":
+            return rng.uniform(0.5, 1.5, leaf.shape).astype(np.float32)
+        scale = np.sqrt(2.0 / np.prod(leaf.shape[:-1])) if len(leaf.shape) > 1 else 0.3
+        return (scale * rng.standard_normal(leaf.shape)).astype(np.float32)
+
+    return jax.tree_util.tree_map_with_path(draw, abstract)
+
+
+def leaves_equal(a, b) -> bool:
+    return jax.tree.all(jax.tree.map(lambda x, y: bool(np.array_equal(x, y)), a, b))
+
+
+def test_transfer_keeps_backbone_and_takes_new_head():
+    pretrained = init(small("resnet18", 7), seed=1)
+    target = init(small("resnet18", 3), seed=2)
+    out = transfer_variables(pretrained, target, head_of("resnet18"))
+    assert jax.tree.structure(out) == jax.tree.structure(target)
+    assert out["params"]["fc"]["kernel"].shape == (64, 3)
+    assert leaves_equal(out["params"]["fc"], target["params"]["fc"])
+    backbone = {k: v for k, v in out["params"].items() if k != "fc"}
+    assert leaves_equal(backbone, {k: pretrained["params"][k] for k in backbone})
+    assert leaves_equal(out["batch_stats"], pretrained["batch_stats"])
+
+
+def test_transfer_rejects_another_backbone():
+    pretrained = init(small("resnet18", 7), seed=1)
+    target = init(small("resnet18", 3, width=0.25))
+    with pytest.raises(ValueError, match=r"conv1/kernel: pretrained \(3, 3, 8, 8\), model "
+                                         r"\(3, 3, 16, 16\).*\(100 in all\)"):
+        transfer_variables(pretrained, target, ("fc",))
+    with pytest.raises(ValueError, match="no known classifier head"):
+        head_of("lenet5")
+
+
+def test_frozen_backbone_updates_only_the_head():
+    variables = init(small("vgg11_bn", 3))
+    params = variables["params"]
+    labels = param_labels(params, head_of("vgg11_bn"))
+    assert {k for k, v in labels.items() if set(jax.tree.leaves(v)) == {"head"}} == {
+        "classifier"}
+    tx = freeze_backbone(optax.sgd(0.1, momentum=0.9), head_of("vgg11_bn"))
+    state = tx.init(params)
+    grads = jax.tree.map(jnp.ones_like, params)
+    updates, state = tx.update(grads, state, params)
+    new = optax.apply_updates(params, updates)
+    for name in params:
+        changed = not leaves_equal(new[name], params[name])
+        assert changed == (name == "classifier"), name
+    momentum_leaves = sum(x.size for x in jax.tree.leaves(state))
+    assert momentum_leaves == sum(x.size for x in jax.tree.leaves(params["classifier"]))
+
+
+@pytest.mark.parametrize("name", ["resnet18", "vgg11_bn"])
+def test_frozen_batch_norm_is_eval_normalisation_in_training(name):
+    """Under train=True (dropout off to compare) BN uses and keeps its running statistics."""
+    model = small(name, 3, **({"dropout": 0.0} if name.startswith("vgg") else {}))
+    variables = init(model)
+    frozen = FrozenBatchNorm(model)
+    assert jax.tree.structure(jax.eval_shape(lambda: frozen.init(jax.random.key(0), X))) == (
+        jax.tree.structure(variables))
+
+    @jax.jit
+    def run(v):
+        def loss(params):
+            out, upd = frozen.apply({**v, "params": params}, X, train=True,
+                                    mutable=["batch_stats"])
+            return jnp.sum(out**2), (out, upd)
+
+        grads, frozen_out = jax.grad(loss, has_aux=True)(v["params"])
+        with frozen_batch_norm():
+            context_out = model.apply(v, X, train=True, mutable=["batch_stats"])
+        free_out = model.apply(v, X, train=True, mutable=["batch_stats"])
+        return model.apply(v, X, train=False), grads, frozen_out, context_out, free_out
+
+    want, grads, (got, updates), (again, _), (free, moved) = run(variables)
+    atol = 1e-6 * float(jnp.abs(want).max())
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=atol)
+    np.testing.assert_allclose(again, want, rtol=1e-6, atol=atol)
+    assert leaves_equal(updates["batch_stats"], variables["batch_stats"])
+    bn = "stem_bn" if name.startswith("resnet") else "bn0"
+    assert float(jnp.abs(grads[bn]["scale"]).sum()) > 0  # scale and bias still train
+    # Without the freeze, training mode normalises by batch statistics and moves them.
+    assert not np.allclose(free, want)
+    assert not leaves_equal(moved["batch_stats"], variables["batch_stats"])
+
+
+def test_load_pretrained_from_orbax_directory(tmp_path):
+    variables = jax.tree.map(np.asarray, init(small("resnet18", 3)))
+    path = save_variables(tmp_path / "converted", variables)
+    assert leaves_equal(load_pretrained("resnet18", path), variables)
+    with pytest.raises(ValueError, match="is not a file"):
+        load_pretrained("resnet18", tmp_path / "nothing.pth")
