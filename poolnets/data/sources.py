@@ -156,22 +156,19 @@ class StreamingSplit:
 
     def take(self, idx: np.ndarray, augment_seed: tuple | None = None
              ) -> tuple[np.ndarray, np.ndarray]:
-        records = _records(self.source, idx)
-
-        def one(pair: tuple[int, dict]) -> np.ndarray:
-            index, record = pair
+        def one(index: int) -> tuple[np.ndarray, int]:
+            record = self.source[int(index)]  # read + decode, in this worker thread
             image = np.asarray(record["image"], np.uint8)
             if image.shape[-1] == 1:
                 image = np.repeat(image, 3, axis=-1)
             if augment_seed is None:
-                return resize_centre_crop(image, self.resize, self.size)
+                return resize_centre_crop(image, self.resize, self.size), record["label"]
             rng = np.random.default_rng((*augment_seed, int(index)))
-            return random_resized_crop(image, rng, self.size)
+            return random_resized_crop(image, rng, self.size), record["label"]
 
         with ThreadPoolExecutor(self.workers) as pool:
-            images = list(pool.map(one, zip(idx, records, strict=True)))
-        labels = np.array([r["label"] for r in records], np.int32)
-        return np.stack(images), labels
+            images, labels = zip(*pool.map(one, idx), strict=True)
+        return np.stack(images), np.array(labels, np.int32)
 
 
 def read_streaming(name: str, split: str, data_dir: str) -> StreamingSplit:
