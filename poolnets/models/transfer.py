@@ -14,7 +14,8 @@ Pure pieces for a training loop:
   random pools, nor as discarding the updated `batch_stats` after each step, which would still
   normalise each batch by its own statistics.
 - `load_pretrained(name, path)`: a torchvision file (`.pth`, `.safetensors`) or a directory
-  written by `poolnets.weights.checkpoint.save_variables`.
+  written by `poolnets.weights.checkpoint.save_variables`; `init_from_checkpoint(state, name,
+  path)` puts it into a freshly created train state (new head kept from the fresh init).
 """
 
 from __future__ import annotations
@@ -150,3 +151,17 @@ def load_pretrained(name: str, path: str | os.PathLike) -> dict[str, Any]:
     if os.path.isdir(path):
         return restore_variables(path)
     return load_torchvision(name, path)
+
+
+def init_from_checkpoint(state: Any, name: str, path: str | os.PathLike) -> Any:
+    """`state` (anything with `params`, `batch_stats` and dataclass `replace`, e.g. the
+    training TrainState) with its backbone variables replaced by the pretrained ones of zoo
+    model `name` from `path`; the head keeps `state`'s fresh initialisation. The optimizer
+    state is kept: for sgd/adamw it depends on parameter shapes only (zeros)."""
+    target = {"params": state.params}
+    if state.batch_stats:
+        target["batch_stats"] = state.batch_stats
+    merged = transfer_variables(load_pretrained(name, path), target, head_of(name))
+    merged = jax.tree.map(lambda new, old: jnp.asarray(new, old.dtype), merged, target)
+    return state.replace(params=merged["params"],
+                         batch_stats=merged.get("batch_stats", state.batch_stats))

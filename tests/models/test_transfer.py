@@ -14,6 +14,7 @@ from poolnets.models.transfer import (
     freeze_backbone,
     frozen_batch_norm,
     head_of,
+    init_from_checkpoint,
     load_pretrained,
     param_labels,
     transfer_variables,
@@ -130,3 +131,17 @@ def test_load_pretrained_from_orbax_directory(tmp_path):
     assert leaves_equal(load_pretrained("resnet18", path), variables)
     with pytest.raises(ValueError, match="is not a file"):
         load_pretrained("resnet18", tmp_path / "nothing.pth")
+
+
+def test_init_from_checkpoint_replaces_backbone_of_a_train_state(tmp_path):
+    from poolnets.training.state import TrainState
+
+    pretrained = jax.tree.map(np.asarray, init(small("resnet18", 1000), seed=1))
+    path = save_variables(tmp_path / "converted", pretrained)
+    fresh = init(small("resnet18", 10), seed=2)
+    state = TrainState(step=jnp.zeros((), jnp.int32), params=fresh["params"],
+                       batch_stats=fresh["batch_stats"], opt_state=())
+    out = init_from_checkpoint(state, "resnet18", path)
+    assert leaves_equal(out.params["fc"], fresh["params"]["fc"])
+    assert leaves_equal(out.params["stem_conv"], pretrained["params"]["stem_conv"])
+    assert leaves_equal(out.batch_stats, pretrained["batch_stats"])
