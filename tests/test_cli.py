@@ -45,7 +45,8 @@ def assert_one_line_error(result, *fragments):
         (["--config", "configs/nope.py"], ["'configs/nope.py'", "choices:", "configs/default.py"]),
         (["--config=configs/nope.py"], ["'configs/nope.py'", "configs/default.py"]),
         (["--config.nope=1"], ["'nope'", "choices:", "batch_size", "model"]),
-        (["--config.augment.nope=1"], ["'augment.nope'", "choices: augment.enabled, augment.flip, augment.max_shift"]),
+        (["--config.augment.nope=1"],
+         ["'augment.nope'", "choices: augment.enabled, augment.flip, augment.max_shift"]),
         (["--config.batch_size=abc"], ["--config.batch_size=abc"]),
         (["--nope=1"], ["nope"]),
         (["positional"], ["'positional'"]),
@@ -109,6 +110,20 @@ def test_tiny_lenet5_run_through_the_cli(tmp_path, data_dir):
     records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [3, 6, 6]  # two train logs, one eval
     assert sorted(os.listdir(workdir / "checkpoints")) == ["6"]
+
+
+def test_divergence_exits_1_naming_the_step(tmp_path, data_dir):
+    workdir = tmp_path / "run"
+    result = run_train("--config.num_steps=8", "--config.learning_rate=1e30",
+                       "--config.warmup_epochs=0", "--config.checkpoint_every_steps=1",
+                       f"--config.data_dir={data_dir}", "--workdir", str(workdir))
+    assert result.returncode == 1, result.stderr
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith("train.py: error: loss or gradients became NaN/Inf at step "), line
+    bad_step = int(line.split("at step ")[1].split()[0])
+    kept = sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
+    assert kept and kept[-1] == bad_step - 1  # the last good state, nothing after it
+    assert not (workdir / "summary.json").exists()
 
 
 @pytest.mark.slow

@@ -217,20 +217,24 @@ def prefetch(iterator: Iterator, size: int) -> Iterator:
     done = object()
     stop = threading.Event()
 
+    def put(item: Any) -> bool:
+        """Hands `item` over unless the consumer has gone; returns whether it was."""
+        while not stop.is_set():
+            try:
+                items.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def produce() -> None:
         try:
             for item in iterator:
-                while not stop.is_set():
-                    try:
-                        items.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not put(item):
                     return
-            items.put(done)
+            put(done)
         except BaseException as error:  # noqa: BLE001 -- handed to the consumer
-            items.put(error)
+            put(error)
 
     thread = threading.Thread(target=produce, daemon=True)
     thread.start()

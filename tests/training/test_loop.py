@@ -206,3 +206,25 @@ def test_tensorboard_events_and_profiler_trace(tmp_path, tiny_config, tiny_model
                                           "images_per_s", "test_loss", "test_accuracy"}
     traces = list((workdir / "profile").rglob("*.xplane.pb"))
     assert len(traces) == 1 and traces[0].stat().st_size > 0
+
+
+class _Linear(nn.Module):
+    @nn.compact
+    def __call__(self, x, *, train):
+        return nn.Dense(4)(x.reshape(x.shape[0], -1))
+
+
+def test_label_smoothing_loss_formula():
+    model, smoothing = _Linear(), 0.2
+    tx = make_optimizer("sgd", make_schedule("constant", 0.1, 2, 0))
+    state = create_train_state(model, tx, jax.random.key(0), (2, 3, 1))
+    rng = np.random.default_rng(0)
+    images = rng.normal(size=(5, 2, 3, 1)).astype(np.float32)
+    labels = np.array([0, 3, 1, 1, 2], np.int32)
+    _, metrics = train_step(state, jnp.asarray(images), jnp.asarray(labels), jax.random.key(1),
+                            model=model, tx=tx, num_classes=4, label_smoothing=smoothing)
+    logits = np.asarray(model.apply(state.variables(), images, train=False), np.float64)
+    log_p = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    targets = np.full((5, 4), smoothing / 4)
+    targets[np.arange(5), labels] += 1 - smoothing
+    assert float(metrics["loss"]) == pytest.approx(-(targets * log_p).sum(-1).mean(), rel=1e-5)
