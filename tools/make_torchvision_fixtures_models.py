@@ -3,7 +3,7 @@
 Needs torch + torchvision (not poolnets' dependencies; install them by hand, e.g. in a
 separate venv) and NumPy. Run from the repository root:
 
-    /tmp/tvvenv/bin/python tools/make_torchvision_fixtures_models.py
+    /tmp/tvvenv/bin/python tools/make_torchvision_fixtures_models.py [--tiny-only]
 
 For every architecture poolnets converts (resnet18..152, vgg11..19, vgg*_bn) it fills
 torchvision's `state_dict()` from `poolnets.weights.synthetic` (seeded NumPy, so the tests
@@ -18,6 +18,7 @@ torchvision_tiny_expected.npz), and a malicious pickle that calls os.system when
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import sys
@@ -26,8 +27,13 @@ import numpy as np
 import torch
 import torchvision
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from poolnets.weights.synthetic import synthetic_input, synthetic_state_dict  # noqa: E402
+# The generator is loaded by file path: poolnets' package imports need more than NumPy.
+_spec = importlib.util.spec_from_file_location("synthetic", os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "poolnets", "weights",
+    "synthetic.py"))
+synthetic = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(synthetic)
+synthetic_input, synthetic_state_dict = synthetic.synthetic_input, synthetic.synthetic_state_dict
 
 OUT = os.path.join("tests", "models", "fixtures")
 SEED = 2026
@@ -92,12 +98,14 @@ def tiny_files() -> None:
         "num_batches_tracked": torch.tensor(7),
         "mask": torch.tensor([True, False, True]),
         "scale": torch.linspace(-1, 1, 5, dtype=torch.float64),
+        "bf16": torch.tensor([1.5, -2.25, 3e38], dtype=torch.bfloat16),
     }
     torch.save(state, os.path.join(OUT, "torchvision_tiny.pth"))
     torch.save(state, os.path.join(OUT, "torchvision_tiny_legacy.pth"),
                _use_new_zipfile_serialization=False)
     np.savez(os.path.join(OUT, "torchvision_tiny_expected.npz"),
-             **{k: v.numpy() for k, v in state.items()})
+             **{k: (v.float() if v.dtype == torch.bfloat16 else v).numpy()
+                for k, v in state.items()})  # NumPy has no bfloat16: its values as float32
     torch.save({"weight": torch.ones(2), "hook": RunsCode()},
                os.path.join(OUT, "torchvision_malicious.pth"))
 
@@ -106,6 +114,8 @@ def main() -> None:
     os.makedirs(OUT, exist_ok=True)
     torch.manual_seed(0)
     tiny_files()
+    if "--tiny-only" in sys.argv:
+        return
     for name in ARCHS:
         fixture = architecture_fixture(name)
         path = os.path.join(OUT, f"torchvision_{name}.npz")

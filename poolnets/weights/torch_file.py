@@ -28,6 +28,7 @@ import struct
 import zipfile
 from typing import Any, BinaryIO
 
+import ml_dtypes
 import numpy as np
 
 StateDict = dict[str, np.ndarray]
@@ -43,6 +44,7 @@ STORAGE_DTYPES: dict[str, np.dtype] = {
     "CharStorage": np.dtype("i1"),
     "ByteStorage": np.dtype("u1"),
     "BoolStorage": np.dtype("?"),
+    "BFloat16Storage": np.dtype(ml_dtypes.bfloat16),  # NumPy has no bfloat16; JAX's ml_dtypes
 }
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 LEGACY_PROTOCOL = 1001
