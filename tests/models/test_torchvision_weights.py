@@ -8,9 +8,12 @@ Tolerance: |poolnets - torchvision| <= 1e-4 * max|torchvision| per compared arra
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import pickle
+import sys
+import types
 import zipfile
 
 import jax
@@ -216,3 +219,68 @@ def test_checkpoints_without_batch_counters_and_other_class_counts():
     weights["classifier.6.bias"] = np.zeros((10,), np.float32)
     variables = convert_torchvision("vgg11_bn", weights)
     assert variables["params"]["classifier"]["kernel"].shape == (4096, 10)
+
+
+def fake_torch_archive(path, tensors, monkeypatch, storage_numel=None):
+    """A torch.save-style zip written without torch: tensors as (storage data, offset, size,
+    stride); storage_numel overrides the element count recorded for storage "0"."""
+    torch_mod, utils = types.ModuleType("torch"), types.ModuleType("torch._utils")
+
+    class FloatStorage:
+        pass
+
+    def _rebuild_tensor_v2(*args):
+        raise AssertionError("never called while writing")
+
+    FloatStorage.__module__, FloatStorage.__qualname__ = "torch", "FloatStorage"
+    _rebuild_tensor_v2.__module__ = "torch._utils"
+    _rebuild_tensor_v2.__qualname__ = "_rebuild_tensor_v2"
+    torch_mod.FloatStorage, utils._rebuild_tensor_v2 = FloatStorage, _rebuild_tensor_v2
+    monkeypatch.setitem(sys.modules, "torch", torch_mod)
+    monkeypatch.setitem(sys.modules, "torch._utils", utils)
+
+    class Storage:
+        def __init__(self, key, data):
+            self.key, self.data = key, data
+
+    class Tensor:
+        def __init__(self, storage, offset, size, stride):
+            self.args = (storage, offset, size, stride, False, {})
+
+        def __reduce__(self):
+            return (_rebuild_tensor_v2, self.args)
+
+    class Pickler(pickle.Pickler):
+        def persistent_id(self, obj):
+            if isinstance(obj, Storage):
+                numel = storage_numel if storage_numel is not None else obj.data.size
+                return ("storage", FloatStorage, obj.key, "cpu", numel)
+            return None
+
+    buf, storages, state = io.BytesIO(), {}, {}
+    for name, (data, offset, size, stride) in tensors.items():
+        key = str(len(storages))
+        storages[key] = Storage(key, np.asarray(data, "<f4"))
+        state[name] = Tensor(storages[key], offset, size, stride)
+    Pickler(buf, protocol=2).dump(state)
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("archive/data.pkl", buf.getvalue())
+        for key, s in storages.items():
+            z.writestr(f"archive/data/{key}", s.data.tobytes())
+    monkeypatch.delitem(sys.modules, "torch")
+    monkeypatch.delitem(sys.modules, "torch._utils")
+
+
+def test_tensor_views_are_bounds_checked(tmp_path, monkeypatch):
+    data = np.arange(6, dtype=np.float32)
+    ok = tmp_path / "ok.pth"
+    fake_torch_archive(ok, {"w": (data, 1, (2, 2), (1, 2))}, monkeypatch)
+    np.testing.assert_array_equal(read_state_dict(ok)["w"], [[1, 3], [2, 4]])
+    past = tmp_path / "past.pth"  # last element 1 + 1*1 + 2*3 = 8 >= 6
+    fake_torch_archive(past, {"w": (data, 1, (2, 3), (1, 3))}, monkeypatch)
+    with pytest.raises(UnsafePickleError, match="reaches past its storage of 6 elements"):
+        read_state_dict(past)
+    short = tmp_path / "short.pth"  # the record claims more elements than the file holds
+    fake_torch_archive(short, {"w": (data, 0, (6,), (1,))}, monkeypatch, storage_numel=100)
+    with pytest.raises(ValueError, match="holds 24 bytes, 100 x 4 expected"):
+        read_state_dict(short)
