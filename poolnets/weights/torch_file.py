@@ -54,15 +54,28 @@ class UnsafePickleError(pickle.UnpicklingError, ValueError):
     """The pickle of a torch file asks for something other than plain tensors."""
 
 
-class _StorageType:
+class _Sealed:
+    """Refuses pickle's BUILD opcode, which would otherwise set attributes on the object."""
+
+    __slots__ = ()
+
+    def __setstate__(self, state: Any) -> None:
+        raise UnsafePickleError(f"refusing to set state {state!r} on {type(self).__name__}")
+
+
+class _StorageType(_Sealed):
     """Stand-in for `torch.<Name>Storage`: only carries the element dtype."""
+
+    __slots__ = ("name", "dtype")
 
     def __init__(self, name: str):
         self.name, self.dtype = name, STORAGE_DTYPES[name]
 
 
-class _Storage:
+class _Storage(_Sealed):
     """A flat storage: a 1-D array of its element dtype."""
+
+    __slots__ = ("data",)
 
     def __init__(self, data: np.ndarray):
         self.data = data
@@ -90,8 +103,10 @@ def _rebuild_tensor(storage: Any, offset: Any, size: Any, stride: Any, *_: Any) 
     return np.array(view)
 
 
-class _Deferred:
+class _Deferred(_Sealed):
     """A tensor of a legacy file, whose storages follow the pickle: rebuilt after reading."""
+
+    __slots__ = ("storage", "record")
 
     def __init__(self, storage: _Storage, record: tuple):
         if not isinstance(storage, _Storage):
@@ -114,7 +129,6 @@ _ALLOWED: dict[tuple[str, str], Any] = {
     ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
     ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
     ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
-    **{("torch", name): _StorageType(name) for name in STORAGE_DTYPES},
 }
 
 
@@ -128,7 +142,8 @@ class _RestrictedUnpickler(pickle.Unpickler):
                  rebuild: Any = _rebuild_tensor):
         super().__init__(file)
         self._load_storage, self._source = load_storage, source
-        self._globals = dict(_ALLOWED)
+        self._globals = dict(_ALLOWED)  # storage types fresh per load: nothing shared
+        self._globals.update({("torch", n): _StorageType(n) for n in STORAGE_DTYPES})
         self._globals[("torch._utils", "_rebuild_tensor")] = rebuild
         self._globals[("torch._utils", "_rebuild_tensor_v2")] = rebuild
 
@@ -197,17 +212,28 @@ def _read_zip(path: str) -> StateDict:
             return storages[key]
 
         with archive.open(pickles[0]) as f:
-            obj = _RestrictedUnpickler(io.BytesIO(f.read()), path, load_storage).load()
+            obj = _load(_RestrictedUnpickler(io.BytesIO(f.read()), path, load_storage))
     return _check_state_dict(obj, path)
+
+
+def _load(unpickler: _RestrictedUnpickler) -> Any:
+    """Unpickles, reporting a malformed stream (e.g. calling a storage type) as ValueError."""
+    try:
+        return unpickler.load()
+    except (UnsafePickleError, ValueError):
+        raise
+    except Exception as e:  # noqa: BLE001 -- any other failure means a malformed file
+        raise ValueError(f"{unpickler._source}: malformed torch.save pickle "
+                         f"({type(e).__name__}: {e})") from None
 
 
 def _read_legacy(path: str) -> StateDict:
     with open(path, "rb") as f:
-        if _RestrictedUnpickler(f, path).load() != LEGACY_MAGIC:
+        if _load(_RestrictedUnpickler(f, path)) != LEGACY_MAGIC:
             raise ValueError(f"{path}: neither a zip archive nor a legacy torch.save file")
-        if _RestrictedUnpickler(f, path).load() != LEGACY_PROTOCOL:
+        if _load(_RestrictedUnpickler(f, path)) != LEGACY_PROTOCOL:
             raise ValueError(f"{path}: unsupported legacy torch.save protocol")
-        sys_info = _RestrictedUnpickler(f, path).load()
+        sys_info = _load(_RestrictedUnpickler(f, path))
         if not isinstance(sys_info, dict) or not sys_info.get("little_endian", True):
             raise ValueError(f"{path}: legacy files written on big-endian hosts unsupported")
         pending: dict[str, tuple[_StorageType, int, _Storage]] = {}
@@ -217,9 +243,9 @@ def _read_legacy(path: str) -> StateDict:
                 pending[key] = (storage_type, numel, _Storage(np.empty(0)))
             return pending[key][2]
 
-        obj = _RestrictedUnpickler(f, path, load_storage,
-                                   lambda storage, *record: _Deferred(storage, record)).load()
-        keys = _RestrictedUnpickler(f, path).load()
+        obj = _load(_RestrictedUnpickler(f, path, load_storage,
+                                         lambda storage, *record: _Deferred(storage, record)))
+        keys = _load(_RestrictedUnpickler(f, path))
         if not isinstance(keys, list) or sorted(map(str, keys)) != sorted(pending):
             raise ValueError(f"{path}: storage key list does not match the pickle")
         for key in map(str, keys):  # each: int64 element count, then the raw elements

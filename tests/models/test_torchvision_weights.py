@@ -170,6 +170,24 @@ def test_handmade_malicious_archives_are_refused(no_code_runs, tmp_path):
             read_state_dict(path)
 
 
+def test_pickle_cannot_alter_the_reader_or_call_allowed_objects(tmp_path):
+    """BUILD on an allowed storage type (which would change later loads) is refused; calling
+    a storage type is a malformed file; a later load still reads correctly."""
+    build = (b"\x80\x02ctorch\nFloatStorage\n}X\x05\x00\x00\x00dtype"
+             b"X\x03\x00\x00\x00<f8sb.")
+    call = b"\x80\x02ctorch\nFloatStorage\n)R."
+    for name, payload, error, match in (
+            ("build", build, UnsafePickleError, "refusing to set state"),
+            ("call", call, ValueError, "malformed torch.save pickle")):
+        path = tmp_path / f"{name}.pth"
+        with zipfile.ZipFile(path, "w") as z:
+            z.writestr("archive/data.pkl", payload)
+        with pytest.raises(error, match=match):
+            read_state_dict(path)
+    got = read_state_dict(os.path.join(FIXTURES, "torchvision_tiny.pth"))
+    assert got["weight"].dtype == np.float32
+
+
 def test_non_tensor_content_and_unknown_files(tmp_path):
     plain = tmp_path / "plain.pth"
     with zipfile.ZipFile(plain, "w") as z:
