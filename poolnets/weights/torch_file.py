@@ -109,8 +109,9 @@ class _Deferred(_Sealed):
     __slots__ = ("storage", "record")
 
     def __init__(self, storage: _Storage, record: tuple):
-        if not isinstance(storage, _Storage):
-            raise UnsafePickleError(f"tensor storage is {type(storage).__name__}, not a storage")
+        if not isinstance(storage, _Storage) or len(record) < 3:
+            raise UnsafePickleError(f"malformed tensor record ({type(storage).__name__}, "
+                                    f"{record!r})")
         self.storage, self.record = storage, record
 
     def rebuild(self) -> np.ndarray:
