@@ -239,9 +239,10 @@ def test_checkpoints_without_batch_counters_and_other_class_counts():
     assert variables["params"]["classifier"]["kernel"].shape == (4096, 10)
 
 
-def fake_torch_archive(path, tensors, monkeypatch, storage_numel=None):
+def fake_torch_archive(path, tensors, monkeypatch, storage_numel=None, byteorder=None):
     """A torch.save-style zip written without torch: tensors as (storage data, offset, size,
-    stride); storage_numel overrides the element count recorded for storage "0"."""
+    stride); storage_numel overrides the element count recorded for storage "0"; byteorder
+    "big" stores big-endian floats and says so, as torch does on big-endian hosts."""
     torch_mod, utils = types.ModuleType("torch"), types.ModuleType("torch._utils")
 
     class FloatStorage:
@@ -278,11 +279,13 @@ def fake_torch_archive(path, tensors, monkeypatch, storage_numel=None):
     buf, storages, state = io.BytesIO(), {}, {}
     for name, (data, offset, size, stride) in tensors.items():
         key = str(len(storages))
-        storages[key] = Storage(key, np.asarray(data, "<f4"))
+        storages[key] = Storage(key, np.asarray(data, ">f4" if byteorder == "big" else "<f4"))
         state[name] = Tensor(storages[key], offset, size, stride)
     Pickler(buf, protocol=2).dump(state)
     with zipfile.ZipFile(path, "w") as z:
         z.writestr("archive/data.pkl", buf.getvalue())
+        if byteorder:
+            z.writestr("archive/byteorder", byteorder)
         for key, s in storages.items():
             z.writestr(f"archive/data/{key}", s.data.tobytes())
     monkeypatch.delitem(sys.modules, "torch")
@@ -302,3 +305,12 @@ def test_tensor_views_are_bounds_checked(tmp_path, monkeypatch):
     fake_torch_archive(short, {"w": (data, 0, (6,), (1,))}, monkeypatch, storage_numel=100)
     with pytest.raises(ValueError, match="holds 24 bytes, 100 x 4 expected"):
         read_state_dict(short)
+
+
+def test_big_endian_archives_are_read(tmp_path, monkeypatch):
+    data = np.array([1.5, -2.0, 3.25], np.float32)
+    path = tmp_path / "big.pth"
+    fake_torch_archive(path, {"w": (data, 0, (3,), (1,))}, monkeypatch, byteorder="big")
+    got = read_state_dict(path)["w"]
+    assert got.dtype == np.float32 and got.dtype.isnative
+    np.testing.assert_array_equal(got, data)
