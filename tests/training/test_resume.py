@@ -132,6 +132,8 @@ def _tree_digest(directory):
     return digest.hexdigest()
 
 
+# orbax's failed restore leaves a callback for its closed asyncio loop (harmless noise)
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_corrupt_checkpoint_is_an_error_and_left_untouched(saved_run, tiny_config, tiny_model):
     tiny_config.checkpoint_every_steps = 4
     victims = [p for p in (saved_run / "checkpoints" / "12").rglob("*") if p.is_file()
