@@ -56,3 +56,14 @@ def test_downsample_sweep_is_one_override_away():
     config.model.downsample = "nope"
     with pytest.raises(ConfigError, match=r"config.model.downsample='nope'.*choices: avg"):
         check_config(config, num_devices=1)
+
+
+def test_distributed_settings_need_all_three_fields(monkeypatch):
+    from poolnets.training.setup import initialize_distributed
+
+    config = load_config()
+    assert initialize_distributed(config) is False  # nothing set: one process
+    monkeypatch.setenv("JAX_COORDINATOR_ADDRESS", "127.0.0.1:1")
+    monkeypatch.delenv("JAX_NUM_PROCESSES", raising=False)
+    with pytest.raises(ConfigError, match=r"'127.0.0.1:1' needs num_processes and process_id"):
+        initialize_distributed(config)
