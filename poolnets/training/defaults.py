@@ -47,6 +47,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.augment.max_shift = config_dict.placeholder(int)  # None: the dataset's standard
     c.augment.flip = config_dict.placeholder(bool)  # None: the dataset's standard
 
+    c.init_from = config_dict.placeholder(str)  # pretrained backbone: .pth/.safetensors/dir
+    c.freeze_backbone = False  # True: only the classifier head is trained
+    c.freeze_batch_stats = False  # with init_from: BatchNorm keeps the pretrained statistics
+
     c.checkpoint_every_steps = 500  # plus one after the last step; resumed from on restart
     c.keep_checkpoints = 3
     c.seed = 0

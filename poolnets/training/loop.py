@@ -26,7 +26,7 @@ from poolnets.data import default_data_dir, epoch_batches, eval_batches, prefetc
 from poolnets.training import artifacts, observe
 from poolnets.training.config import ConfigError, Plan, check_config
 from poolnets.training.optim import make_optimizer, make_schedule
-from poolnets.training.setup import build_preprocess, load_data
+from poolnets.training.setup import apply_transfer, build_preprocess, init_from, load_data
 from poolnets.training.state import TrainState, count_params, create_train_state
 from poolnets.training.steps import compile_steps, make_mesh, put_batch, put_replicated
 
@@ -105,10 +105,13 @@ def train_and_evaluate(
     init_key, step_key = jax.random.split(jax.random.key(config.seed))
     mesh = make_mesh()
     try:  # models check their arguments when built and when first called
-        model = model or create_model(config, plan.num_classes)
+        model, tx = apply_transfer(config, model or create_model(config, plan.num_classes), tx)
         state = create_train_state(model, tx, init_key, plan.image_shape)
     except ValueError as e:
+        if isinstance(e, ConfigError):
+            raise
         raise ConfigError(f"config.model={config.model.name!r}: {e}") from None
+    state = init_from(config, state)  # a resumed run then replaces it all from its checkpoint
     state = put_replicated(mesh, state)
     config_dict = config.to_dict()
     checkpoints = artifacts.Checkpoints(workdir, keep=config.keep_checkpoints)

@@ -58,3 +58,32 @@ def build_preprocess(config: Any, plan: Plan) -> Preprocess:
     if config.augment.flip is not None:
         spec = dataclasses.replace(spec, flip=config.augment.flip)
     return spec
+
+
+def apply_transfer(config: Any, model: Any, tx: Any) -> tuple[Any, Any]:
+    """(model, tx) for fine-tuning (`poolnets.models.transfer`): freeze_backbone gives tx
+    zero updates outside the classifier head; freeze_batch_stats (with init_from) makes
+    every BatchNorm normalise with its stored statistics and keep them."""
+    from poolnets.models import transfer
+
+    if config.freeze_backbone:
+        try:
+            tx = transfer.freeze_backbone(tx, transfer.head_of(config.model.name))
+        except ValueError as e:
+            raise ConfigError(f"config.freeze_backbone=True: {e}") from None
+    if config.freeze_batch_stats and config.init_from:
+        model = transfer.FrozenBatchNorm(model)
+    return model, tx
+
+
+def init_from(config: Any, state: Any) -> Any:
+    """`state` with its backbone replaced by config.init_from's (head kept fresh)."""
+    if not config.init_from:
+        return state
+    from poolnets.models import transfer
+
+    try:
+        return transfer.init_from_checkpoint(state, config.model.name, config.init_from)
+    except (ValueError, OSError, KeyError) as e:
+        message = " ".join(str(e).split())[:300]
+        raise ConfigError(f"config.init_from={config.init_from!r}: {message}") from None
