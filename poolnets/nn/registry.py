@@ -6,7 +6,7 @@ padding, channels) and asks the registry for a layer; `downsample="avg"` thus sw
 
     register_downsample("soft", windowed("soft_pool"))            # a pure pool by name
     register_downsample("stochastic", windowed("stochastic_pool", random=True))
-    register_head("gem", global_pool("global_gem_pool"))
+    register_head("lse", global_pool("global_lse_pool"))
 
 or, for a layer with its own parameters, a decorated factory
 `(geometry, dtype, name) -> flax module` whose module is called as `module(x, train=...)`.
@@ -38,6 +38,8 @@ from poolnets.nn.downsample import (
 from poolnets.nn.heads import AvgMax, CatAvgMax, Flatten, GlobalPool, HeadSpec, SpatialPyramid
 from poolnets.nn.research import (
     GatedPool,
+    GeMPool,
+    GlobalGeMPool,
     LIPPool,
     MixedPool,
     TreePool,
@@ -197,13 +199,10 @@ register_downsample(
 )
 # Research pools: one `register_downsample("<name>", windowed("<fn>_pool"))` line each.
 register_downsample("stochastic", windowed("stochastic_pool", random=True))
-register_downsample("gem", windowed("gem_pool", p=3.0))
+register_downsample("gem", from_geometry(GeMPool))  # learnable p (Radenovic et al. 2018)
 register_downsample("lse", windowed("lse_pool", r=1.0))
 register_downsample("soft", windowed("soft_pool"))
 register_downsample("median", windowed("median_pool"))
-register_downsample(
-    "fractional", resized("fractional_max_pool", random=True), output_length=ceil_length
-)
 register_downsample("blur", blur_downsample, output_length=blur_length)  # Zhang 2019
 register_downsample("max_blur", max_blur_downsample, output_length=max_blur_length)
 register_downsample("spectral", resized("spectral_pool"), output_length=ceil_length)
@@ -213,8 +212,9 @@ register_downsample("mixed_random", from_geometry(MixedPool, random=True))  # Yu
 register_downsample("gated", from_geometry(GatedPool))
 register_downsample("tree", from_geometry(TreePool))
 register_downsample("lip", from_geometry(LIPPool))
-# Graham's FMP sqrt(2): "fractional" above halves even lengths, where it equals max pooling.
-register_downsample("fractional_sqrt2", fractional_factory(), output_length=ratio_length())
+# Graham's FMP sqrt(2) at each stride-2 point: a ratio of exactly 2 would leave every
+# increment equal to 2 on even lengths, i.e. plain 2x2 max pooling with nothing random.
+register_downsample("fractional", fractional_factory(), output_length=ratio_length())
 
 # Built-in heads.
 register_head("avg", global_pool("global_avg_pool"))
@@ -224,7 +224,7 @@ register_head("catavgmax", lambda spec, name=None: CatAvgMax(name=name))
 register_head("spp", lambda spec, name=None: SpatialPyramid(name=name))
 register_head("flatten", lambda spec, name=None: Flatten(spec.flatten_size, name=name))
 # Research heads: one `register_head("<name>", global_pool("global_<fn>_pool"))` line each.
-register_head("gem", global_pool("global_gem_pool"))
+register_head("gem", lambda spec, name=None: GlobalGeMPool(name=name))  # learnable p
 register_head("lse", global_pool("global_lse_pool"))
 register_head("soft", global_pool("global_soft_pool"))
 register_head("attention", attention_head)  # CLIP AttentionPool2d, N-d

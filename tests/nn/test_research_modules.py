@@ -186,7 +186,7 @@ def test_fractional_module_sizes_and_errors():
         shape(FractionalMaxPool(ratio=3.0), X)
 
 
-MINE = ["stochastic", "fractional", "fractional_sqrt2", "mixed", "mixed_random", "gated", "tree",
+MINE = ["stochastic", "fractional", "mixed", "mixed_random", "gated", "tree",
         "gem", "lse", "soft", "lip", "median"]
 
 
