@@ -27,8 +27,9 @@ class HeadSpec:
     flatten_size: tuple[int, ...] | None = None
 
 
-class GlobalPool(nn.Module):
-    """`poolnets.pooling.<fn_name>(x) -> (N, C)`, e.g. global_avg_pool, global_max_pool."""
+class NamedGlobalPool(nn.Module):
+    """Head calling `poolnets.pooling.<fn_name>(x) -> (N, C)` by name (registry use; the
+    user-facing module with a `kind` is `poolnets.nn.GlobalPool`)."""
 
     fn_name: str
 

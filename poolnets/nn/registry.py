@@ -35,7 +35,14 @@ from poolnets.nn.downsample import (
     pooled_length,
     same_length,
 )
-from poolnets.nn.heads import AvgMax, CatAvgMax, Flatten, GlobalPool, HeadSpec, SpatialPyramid
+from poolnets.nn.heads import (
+    AvgMax,
+    CatAvgMax,
+    Flatten,
+    HeadSpec,
+    NamedGlobalPool,
+    SpatialPyramid,
+)
 from poolnets.nn.research import (
     GatedPool,
     GeMPool,
@@ -132,7 +139,7 @@ def global_pool(fn_name: str) -> HeadFactory:
 
     def factory(spec: HeadSpec, name: str | None = None) -> nn.Module:
         del spec
-        return GlobalPool(fn_name, name=name)
+        return NamedGlobalPool(fn_name, name=name)
 
     return factory
 
