@@ -39,5 +39,5 @@ def get_config() -> ml_collections.ConfigDict:
     # Transfer learning (poolnets.models.transfer).
     config.init_from = ml_collections.config_dict.placeholder(str)  # .pth/.safetensors/dir
     config.freeze_backbone = False  # True: optax updates only the new head
-    config.freeze_batch_stats = True  # BatchNorm normalises with the checkpoint's statistics
+    config.freeze_batch_stats = True  # with init_from: BN uses and keeps the checkpoint's stats
     return config

@@ -145,3 +145,46 @@ def test_init_from_checkpoint_replaces_backbone_of_a_train_state(tmp_path):
     assert leaves_equal(out.params["fc"], fresh["params"]["fc"])
     assert leaves_equal(out.params["stem_conv"], pretrained["params"]["stem_conv"])
     assert leaves_equal(out.batch_stats, pretrained["batch_stats"])
+
+
+@pytest.mark.slow
+def test_finetune_config_end_to_end_on_synthetic_data(tmp_path):
+    """configs/finetune_resnet18.py with init_from a converted torchvision file (safetensors),
+    backbone and BatchNorm statistics frozen: after 2 steps only the new head has moved."""
+    import importlib.util
+    import pathlib
+
+    import orbax.checkpoint as ocp
+    from safetensors.numpy import save_file
+
+    from poolnets.training import train_and_evaluate
+    from poolnets.weights.synthetic import synthetic_state_dict
+    from poolnets.weights.torchvision import convert_torchvision, expected_shapes
+
+    root = pathlib.Path(__file__).resolve().parents[2]
+    spec = importlib.util.spec_from_file_location("ft", root / "configs" / "finetune_resnet18.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = module.get_config()
+    weights = synthetic_state_dict(expected_shapes("resnet18"), seed=3)
+    save_file(weights, str(tmp_path / "resnet18.safetensors"))
+    config.init_from = str(tmp_path / "resnet18.safetensors")
+    config.freeze_backbone = True
+    config.dataset = "synthetic"
+    config.synthetic.image_shape = (32, 32, 3)
+    config.synthetic.num_train, config.synthetic.num_test = 16, 8
+    config.batch_size = config.eval_batch_size = 8
+    config.num_steps, config.warmup_epochs, config.learning_rate = 2, 0.0, 0.5
+    config.tensorboard = False
+    train_and_evaluate(config, str(tmp_path / "run"), show_progress=False)
+
+    step_dir = tmp_path / "run" / "checkpoints" / "2"
+    item = next(p for p in step_dir.iterdir() if p.is_dir())
+    with ocp.StandardCheckpointer() as checkpointer:
+        final = checkpointer.restore(item)
+    pretrained = convert_torchvision("resnet18", weights)
+    for name, subtree in final["params"].items():
+        same = leaves_equal(subtree, pretrained["params"][name]) if name != "fc" else False
+        assert same == (name != "fc"), name
+    assert final["params"]["fc"]["kernel"].shape == (512, 10)
+    assert leaves_equal(final["batch_stats"], pretrained["batch_stats"])
