@@ -36,8 +36,8 @@ def get_config() -> ml_collections.ConfigDict:
     config.schedule = "cosine"
     config.warmup_epochs = 0.5
 
-    # Transfer learning (poolnets.models.transfer).
-    config.init_from = ml_collections.config_dict.placeholder(str)  # .pth/.safetensors/dir
+    # Transfer learning (poolnets.models.transfer). config.init_from (a .pth/.safetensors
+    # file or a save_variables directory) is set on the command line; unset: from scratch.
     config.freeze_backbone = False  # True: optax updates only the new head
     config.freeze_batch_stats = True  # with init_from: BN uses and keeps the checkpoint's stats
     return config
