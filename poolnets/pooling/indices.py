@@ -12,6 +12,9 @@ pairs evaluated by one variadic `lax.reduce_window`, so it works for any rank, s
 padding, dilation and ceil mode. Windows that contain no real element (possible only with
 dilation, where the taps can straddle a short input) hold no index: their value is the
 identity (`-inf` for max) and they receive no gradient.
+
+Derivatives of `extreme_pool` make the same choice by a tap-by-tap scan instead
+(`poolnets.pooling._fast_extreme`), which needs no gather/scatter and is much faster.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from poolnets.pooling._fast_extreme import choose_taps, routed_tangent
 from poolnets.pooling.geometry import (
     IntOrSeq,
     Padding,
@@ -114,10 +118,11 @@ def extreme_pool(x: jax.Array, geom: WindowGeometry, largest: bool) -> jax.Array
 
 @extreme_pool.defjvp
 def _extreme_pool_jvp(geom, largest, primals, tangents):
+    # Tap-wise scan and routing (poolnets.pooling._fast_extreme): same choice as
+    # `window_arg_extreme`, but its transpose is interior padding, not a scatter.
     (x,), (t,) = primals, tangents
-    index = window_arg_extreme(x, geom, largest)
-    value = gather_windows(x, index, geom, extreme_identity(x.dtype, largest))
-    return value, gather_windows(t, index, geom, 0)
+    value, chosen = choose_taps(x, geom, largest, extreme_identity(x.dtype, largest))
+    return value, routed_tangent(t, chosen, geom)
 
 
 def max_pool_with_indices(

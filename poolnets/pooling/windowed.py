@@ -16,6 +16,7 @@ accepted here that PyTorch rejects. `sum_pool`, `lp_pool` and `pool` accept any 
 from __future__ import annotations
 
 import functools
+import operator
 from collections.abc import Callable
 
 import jax
@@ -23,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from poolnets.pooling._fast_extreme import cotangent_boundary, window_taps
 from poolnets.pooling.geometry import (
     IntOrSeq,
     Padding,
@@ -51,8 +53,17 @@ def _window_sum(x: jax.Array, geom: WindowGeometry) -> jax.Array:
     return _summed_windows(x.astype(_accumulate_dtype(x.dtype)), geom)
 
 
+# Up to this many taps a window sum is a fused sum of strided slices (one pass, and its
+# transpose is interior padding); XLA's CPU reduce_window and its transpose were measured
+# 3-5x slower on the benchmark shapes (bench/pooling.py). Larger windows keep
+# reduce_window, whose program size does not grow with the window.
+_MAX_SLICED_TAPS = 32
+
+
 @functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
 def _summed_windows(x: jax.Array, geom: WindowGeometry) -> jax.Array:
+    if window_size(geom) <= _MAX_SLICED_TAPS:
+        return functools.reduce(operator.add, window_taps(x, geom, 0))
     # A NumPy init lets lax recognise the add monoid under jit.
     zero = np.zeros((), x.dtype)
     return lax.reduce_window(x, zero, lax.add, **geom.lax_window_args())
@@ -64,7 +75,10 @@ def _summed_windows_jvp(geom, primals, tangents):
     # cotangent is a constant (as in grad of `.sum()`): measured 168 s of compile for
     # (8, 112, 112, 64) under jit(grad) without it, 0.6 s with it.
     (x,), (t,) = primals, tangents
-    return _summed_windows(x, geom), lax.optimization_barrier(_summed_windows(t, geom))
+    # `cotangent_boundary`: in reverse mode, compute the incoming cotangent once before
+    # scattering it over the taps (see its docstring).
+    tangent = cotangent_boundary(_summed_windows(t, geom))
+    return _summed_windows(x, geom), lax.optimization_barrier(tangent)
 
 
 def _divisor(geom: WindowGeometry, count_include_pad: bool) -> np.ndarray:
@@ -221,12 +235,23 @@ def avg_pool(
     return (total / jnp.asarray(divisor, total.dtype)).astype(x.dtype)
 
 
-def _safe_root(t: jax.Array, inv_p: jax.Array) -> jax.Array:
+def _power(v: jax.Array, p) -> jax.Array:
+    """`v ** p`; Python exponents 0.5 and small integers use sqrt / repeated
+    multiplication, as torch's CPU `pow` does (also far cheaper than exp-log `pow`)."""
+    if isinstance(p, int | float | np.number):
+        if p == 0.5:
+            return jnp.sqrt(v)
+        if float(p).is_integer() and abs(p) <= 4:
+            return lax.integer_pow(v, int(p))
+    return jnp.power(v, jnp.asarray(p, v.dtype))
+
+
+def _safe_root(t: jax.Array, inv_p) -> jax.Array:
     # t ** inv_p with zero gradient where t == 0 (PyTorch's documented LPPool behaviour),
     # instead of 0 * inf = NaN.
     at_zero = t == 0
-    root = jnp.power(jnp.where(at_zero, jnp.ones_like(t), t), inv_p)
-    return jnp.where(at_zero, lax.stop_gradient(jnp.power(t, inv_p)), root)
+    root = _power(jnp.where(at_zero, jnp.ones_like(t), t), inv_p)
+    return jnp.where(at_zero, lax.stop_gradient(_power(t, inv_p)), root)
 
 
 def lp_pool(
@@ -267,8 +292,9 @@ def lp_pool(
             return sign * extreme_pool(sign * jnp.abs(x), geom, True)
     geom = window_geometry(x.shape, window_shape, strides, padding, ceil_mode=ceil_mode)
     acc = _accumulate_dtype(x.dtype)
-    p = jnp.asarray(p, acc)
-    mean = _window_sum(jnp.power(x.astype(acc), p), geom) / jnp.asarray(
+    if not isinstance(p, int | float | np.number):
+        p = jnp.asarray(p, acc)
+    mean = _window_sum(_power(x.astype(acc), p), geom) / jnp.asarray(
         _divisor(geom, count_include_pad=True), acc
     )
     t = jnp.sign(mean) * jax.nn.relu(jnp.abs(mean)) * window_size(geom)
