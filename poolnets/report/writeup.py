@@ -234,7 +234,10 @@ def claim_overpooling(R: Results, cfg: dict) -> str | None:
     return (f"**{verdict}** (PoolStack, {best['params']:,} parameters for every k). Test "
             "accuracy by pooled stages: " + ", ".join(
                 f"{r['stages']}: {_fmt(r, 'test_accuracy')}" for r in R.stages)
-            + f". Best k = {best['stages']}; k = {last['stages']} is {c} than the best.")
+            + f". Best k = {best['stages']}" + (
+                f"; k = {last['stages']} (most pooling) vs the best: {c}." if last is not best
+                else ", the most pooling measured; 0 stages was not run (see config.stages)."
+                if 0 not in [r["stages"] for r in R.stages] else ", the most pooling measured."))
 
 
 def claim_antialias(R: Results, cfg: dict) -> str | None:
