@@ -3,16 +3,20 @@
 PyTorch's CPU kernel scans each window's taps in row-major order and moves its choice to
 a tap when `value > running or isnan(value)` (first maximum wins ties, last NaN wins,
 padding never wins; a window of `-inf` picks its first real element). `choose_taps`
-replays that scan over whole arrays: tap `k` of every window is one strided slice of the
-padded input, so the scan is a short chain of elementwise compare/selects that XLA fuses
-into one pass, giving each window's chosen tap number (or -1 if it has no real element).
+replays that scan over whole arrays: tap `k` of every window is one slice of the padded
+input (`window_taps`), so the scan is a short chain of elementwise compare/selects that
+XLA fuses into one pass, giving each window's chosen tap number (-1 if it has no real
+element).
 
 The derivative is then linear in the tangent and needs no indices:
-`dy = sum_k where(chosen == k, tap_k(dx), 0)`. Its transpose (reverse mode) is, per tap,
-a masked cotangent scattered back by `lax.pad` with interior padding `stride - 1` (the
-transpose of a strided slice), summed over taps. When windows tile the input
-(`stride == window`, no dilation) the taps are axes of a reshape instead, and the
-transpose is a single masked broadcast with no summation.
+`dy = sum_k where(chosen == k, tap_k(dx), 0)`, and JAX transposes it for reverse mode.
+Taps are unstrided slices of "phase grids" (the padded input split by position modulo
+the stride with a reshape and `lax.split`), so the transpose is, per phase, a sum of
+shifted masked cotangents, then one concatenation: the strided scatter of the issue's
+"interior padding" formulation without summing one input-sized array per tap. When
+windows tile the input (`stride == window`, no dilation) the taps are axes of a reshape
+and the transpose is one masked broadcast. `window_taps` also serves the window-sum
+tangent of avg/sum/Lp pools (poolnets.pooling.windowed).
 Same choice as the variadic `reduce_window` in `poolnets.pooling.indices` (tested); timings
 against flax.linen and PyTorch in bench/pooling.py.
 """
@@ -52,27 +56,63 @@ def _tile_view(xp: jax.Array, geom: WindowGeometry) -> jax.Array:
     return xp.reshape(xp.shape[:nb] + split + xp.shape[-1:])
 
 
-def _taps(xp: jax.Array, geom: WindowGeometry):
-    """Yield each tap's `(*batch, *out, C)` array, taps in row-major window order."""
+def _tiled_taps(xp: jax.Array, geom: WindowGeometry):
+    """Taps of the tile view `(*batch, o1, k1, ..., C)`, row-major over window offsets."""
     nb = geom.num_batch_dims
     for offset in itertools.product(*(range(k) for k in geom.window_shape)):
-        if tiles_input(geom):
-            index = (slice(None),) * nb + tuple(
-                v for i in offset for v in (slice(None), i)) + (slice(None),)
-            yield xp[index]
-            continue
-        start = tuple(i * d for i, d in zip(offset, geom.dilation, strict=True))
-        limit = tuple(b + (o - 1) * s + 1 for b, o, s
-                      in zip(start, geom.output_shape, geom.strides, strict=True))
-        yield lax.slice(xp, (0,) * nb + start + (0,), xp.shape[:nb] + limit + xp.shape[-1:],
-                        (1,) * nb + geom.strides + (1,))
+        yield xp[(slice(None),) * nb + tuple(v for i in offset for v in (slice(None), i))]
+
+
+def _phase_grids(x: jax.Array, geom: WindowGeometry, fill) -> tuple[dict, tuple[int, ...]]:
+    """Split the padded input by position modulo the stride, per spatial axis.
+
+    Tap offset `e = i * d` reads input `o * s + e = (o + e // s) * s + e % s`, so it is
+    the unstrided slice `[e // s : e // s + out]` of phase grid `e % s`. Phases come from
+    a reshape and `lax.split`, whose transpose is a concatenation: reverse mode writes
+    each input element once instead of summing one interior-padded array per tap.
+    Returns `{phase tuple: (*batch, *M, C) grid}` and `M` per axis.
+    """
+    nb = geom.num_batch_dims
+    grid = []
+    for axis, (k, d, s) in enumerate(zip(geom.window_shape, geom.dilation, geom.strides,
+                                         strict=True)):
+        grid.append((d * (k - 1)) // s + geom.output_shape[axis])
+    padded = _padded(x, geom, fill)
+    target = tuple(m * s for m, s in zip(grid, geom.strides, strict=True))
+    spatial = padded.shape[nb:-1]
+    # crop what no tap reads, pad what the phase reshape needs
+    cut = tuple(min(a, b) for a, b in zip(spatial, target, strict=True))
+    padded = lax.slice(padded, (0,) * padded.ndim, padded.shape[:nb] + cut + padded.shape[-1:])
+    extra = [(0, t - c, 0) for t, c in zip(target, cut, strict=True)]
+    if any(e[1] for e in extra):
+        padded = lax.pad(padded, jnp.asarray(fill, x.dtype),
+                         [(0, 0, 0)] * nb + extra + [(0, 0, 0)])
+    split = tuple(v for m, s in zip(grid, geom.strides, strict=True) for v in (m, s))
+    view = padded.reshape(padded.shape[:nb] + split + padded.shape[-1:])
+    grids = {(): view}
+    for axis, s in enumerate(geom.strides):
+        dim = nb + 2 * axis + 1
+        grids = {key + (r,): piece for key, arr in grids.items()
+                 for r, piece in enumerate(lax.split(arr, (1,) * s, axis=dim))}
+    shape = x.shape[:nb] + tuple(grid) + x.shape[-1:]
+    return {key: arr.reshape(shape) for key, arr in grids.items()}, tuple(grid)
 
 
 def window_taps(x: jax.Array, geom: WindowGeometry, fill):
     """Each tap of every window, `(*batch, *out, C)`, row-major over window offsets;
     positions in the padding hold `fill`."""
-    xp = _padded(x, geom, fill)
-    yield from _taps(_tile_view(xp, geom) if tiles_input(geom) else xp, geom)
+    if tiles_input(geom):
+        yield from _tiled_taps(_tile_view(_padded(x, geom, fill), geom), geom)
+        return
+    nb = geom.num_batch_dims
+    grids, _ = _phase_grids(x, geom, fill)
+    for offset in itertools.product(*(range(k) for k in geom.window_shape)):
+        e = [i * d for i, d in zip(offset, geom.dilation, strict=True)]
+        phase = tuple(v % s for v, s in zip(e, geom.strides, strict=True))
+        start = tuple(v // s for v, s in zip(e, geom.strides, strict=True))
+        arr = grids[phase]
+        limit = tuple(b + o for b, o in zip(start, geom.output_shape, strict=True))
+        yield lax.slice(arr, (0,) * nb + start + (0,), arr.shape[:nb] + limit + arr.shape[-1:])
 
 
 def _real_tap_masks(geom: WindowGeometry):
@@ -131,25 +171,29 @@ def cotangent_boundary(t: jax.Array) -> jax.Array:
     """Identity on tangents whose transpose materialises the cotangent in one pass.
 
     `t -> broadcast(t, (..., 2))[..., 0]` transposes to a sum over a zero-padded pair, a
-    reduction XLA does not fuse into the interior-padded scatters that consume it, so an
-    elementwise cotangent (e.g. an Lp pool's chain rule, which itself re-reads the
-    forward window sums) is computed once instead of once per tap (measured 100x+ on
-    the benchmark's Lp pool).
+    reduction XLA does not fuse into the scatters that consume it. Worth it only when
+    the cotangent is an expensive elementwise expression that XLA would otherwise
+    recompute once per tap (an Lp pool's chain rule, which re-reads the forward window
+    sums: measured 2.8x faster with it); for a plain cotangent it costs an extra pass
+    (measured ~2x slower max/avg VJPs), so max/avg/sum pools do not use it.
     """
     pair = lax.broadcast_in_dim(t, t.shape + (2,), tuple(range(t.ndim)))
     return pair[..., 0]
 
 
 def _materialized(a: jax.Array) -> jax.Array:
-    """`a`, computed once into memory.
+    """`a` (an integer array), computed once into memory.
 
     Without this, XLA (CPU) fuses the whole tap scan into the transposed scatter and
     re-runs it for every tap of every window (measured ~20x slower); an
-    `optimization_barrier` does not stop fusion. A reduction over a pair is not fused
-    into its elementwise consumers, so it is a cheap fusion boundary.
+    `optimization_barrier` does not stop fusion. A `reduce_window` of `a` against the
+    dtype minimum (over a new pair axis) is an identity that XLA does not fuse into
+    its consumers; it measured the cheapest such boundary.
     """
-    floor = jnp.full(a.shape, jnp.iinfo(a.dtype).min, a.dtype)
-    return jnp.max(jnp.stack([a, floor], axis=-1), axis=-1)
+    init = np.array(jnp.iinfo(a.dtype).min, a.dtype)
+    pair = lax.reduce_window(a[..., None], init, lax.max, (1,) * a.ndim + (2,),
+                             (1,) * (a.ndim + 1), ((0, 0),) * a.ndim + ((0, 1),))
+    return pair[..., 0]
 
 
 def routed_tangent(t: jax.Array, chosen: jax.Array, geom: WindowGeometry) -> jax.Array:
@@ -174,9 +218,9 @@ def routed_tangent(t: jax.Array, chosen: jax.Array, geom: WindowGeometry) -> jax
         tap_id = tap_id.reshape(tap_id.shape + (1,))
         expand = tuple(nb + 2 * a + 1 for a in range(n))
         mask = jnp.expand_dims(chosen, expand) == tap_id.astype(chosen.dtype)
-        return cotangent_boundary(jnp.where(mask, tiles, zero).sum(axis=expand))
+        return jnp.where(mask, tiles, zero).sum(axis=expand)
     total = None
     for k, tap in enumerate(window_taps(t, geom, 0)):
         term = jnp.where(chosen == k, tap, zero)
         total = term if total is None else total + term
-    return cotangent_boundary(total)
+    return total

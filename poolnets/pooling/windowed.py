@@ -48,37 +48,46 @@ def _float_input(x, op: str) -> jax.Array:
     return x
 
 
-def _window_sum(x: jax.Array, geom: WindowGeometry) -> jax.Array:
-    """Zero-padded window sums in the accumulation dtype."""
-    return _summed_windows(x.astype(_accumulate_dtype(x.dtype)), geom)
+def _window_sum(
+    x: jax.Array, geom: WindowGeometry, materialize_cotangent: bool = False
+) -> jax.Array:
+    """Zero-padded window sums in the accumulation dtype. `materialize_cotangent`: see
+    `poolnets.pooling._fast_extreme.cotangent_boundary` (for expensive cotangents)."""
+    return _summed_windows(x.astype(_accumulate_dtype(x.dtype)), geom, materialize_cotangent)
 
 
-# Up to this many taps a window sum is a fused sum of strided slices (one pass, and its
-# transpose is interior padding); XLA's CPU reduce_window and its transpose were measured
-# 3-5x slower on the benchmark shapes (bench/pooling.py). Larger windows keep
-# reduce_window, whose program size does not grow with the window.
+# Up to this many taps, the tangent of a window sum is a sum of slices of phase grids
+# (`poolnets.pooling._fast_extreme.window_taps`), whose transpose (reverse mode) is one
+# fused pass; XLA's CPU transpose of reduce_window (pad + reduce_window) measured several
+# times slower on the benchmark shapes (bench/pooling.py). The forward stays
+# reduce_window, which measured fastest. Larger windows keep reduce_window throughout
+# (program size independent of the window).
 _MAX_SLICED_TAPS = 32
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
-def _summed_windows(x: jax.Array, geom: WindowGeometry) -> jax.Array:
-    if window_size(geom) <= _MAX_SLICED_TAPS:
-        return functools.reduce(operator.add, window_taps(x, geom, 0))
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2))
+def _summed_windows(x: jax.Array, geom: WindowGeometry, materialize_cotangent: bool) -> jax.Array:
     # A NumPy init lets lax recognise the add monoid under jit.
     zero = np.zeros((), x.dtype)
     return lax.reduce_window(x, zero, lax.add, **geom.lax_window_args())
 
 
+def _tap_sum(t: jax.Array, geom: WindowGeometry) -> jax.Array:
+    if window_size(geom) <= _MAX_SLICED_TAPS:
+        return functools.reduce(operator.add, window_taps(t, geom, 0))
+    return _summed_windows(t, geom, False)
+
+
 @_summed_windows.defjvp
-def _summed_windows_jvp(geom, primals, tangents):
+def _summed_windows_jvp(geom, materialize_cotangent, primals, tangents):
     # The barrier stops XLA from constant-folding the transposed window sum when the
     # cotangent is a constant (as in grad of `.sum()`): measured 168 s of compile for
     # (8, 112, 112, 64) under jit(grad) without it, 0.6 s with it.
     (x,), (t,) = primals, tangents
-    # `cotangent_boundary`: in reverse mode, compute the incoming cotangent once before
-    # scattering it over the taps (see its docstring).
-    tangent = cotangent_boundary(_summed_windows(t, geom))
-    return _summed_windows(x, geom), lax.optimization_barrier(tangent)
+    tangent = _tap_sum(t, geom)
+    if materialize_cotangent:
+        tangent = cotangent_boundary(tangent)
+    return _summed_windows(x, geom, materialize_cotangent), lax.optimization_barrier(tangent)
 
 
 def _divisor(geom: WindowGeometry, count_include_pad: bool) -> np.ndarray:
@@ -294,7 +303,9 @@ def lp_pool(
     acc = _accumulate_dtype(x.dtype)
     if not isinstance(p, int | float | np.number):
         p = jnp.asarray(p, acc)
-    mean = _window_sum(_power(x.astype(acc), p), geom) / jnp.asarray(
+    # The cotangent of the window sum re-reads the forward sums (chain rule of the root);
+    # materialise it once rather than once per tap.
+    mean = _window_sum(_power(x.astype(acc), p), geom, materialize_cotangent=True) / jnp.asarray(
         _divisor(geom, count_include_pad=True), acc
     )
     t = jnp.sign(mean) * jax.nn.relu(jnp.abs(mean)) * window_size(geom)
