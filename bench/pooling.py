@@ -11,7 +11,8 @@ forward; `fwd+bwd ms` the median of a jitted `jax.vjp` with a random cotangent p
 as an argument (so XLA cannot constant-fold it; torch: `y.backward(g)` with the same
 random g); `compile s` is trace + lower + XLA compile of the forward / of the VJP (JAX
 only). The libraries run interleaved in the same loop (poolnets, flax, torch NHWC, torch
-NCHW per repeat) so machine load affects them alike. float32, channels-last for JAX.
+NCHW, order rotated every repeat) so machine load affects them alike. float32,
+channels-last for JAX.
 """
 
 from __future__ import annotations
@@ -142,9 +143,13 @@ def bench_case(case, repeats: int, rng) -> list[list[str]]:
         libs["torch NHWC"] = _torch_runners(case["torch"], x, g, channels_last=True)
         libs["torch NCHW"] = _torch_runners(case["torch"], x, g, channels_last=False)
     times = {lib: {"fwd": [], "bwd": []} for lib in libs}
-    for _ in range(repeats):
+    order = list(libs)
+    for rep in range(repeats):
+        # interleaved, and rotated each repeat, so load and cache state hit all alike
+        rotated = order[rep % len(order):] + order[:rep % len(order)]
         for kind in ("fwd", "bwd"):
-            for lib, runners in libs.items():  # interleaved: load hits all alike
+            for lib in rotated:
+                runners = libs[lib]
                 block = _block if lib in ("poolnets", "flax.linen") else (lambda r: r)
                 times[lib][kind].append(_time(runners[kind], block))
     rows = []
