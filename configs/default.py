@@ -2,11 +2,12 @@
 
 Command:   python train.py --config configs/default.py --workdir runs/default
            (`python train.py` with no arguments runs the same config)
-Hardware:  2-core x86-64 CPU, AMD EPYC (shared: load average 8-10 from other jobs while measured),
+Hardware:  2-core x86-64 CPU, AMD EPYC,
            JAX CPU backend, no accelerator.
-Runtime:   42-46 s wall, 19 s user CPU, for the whole process (imports, data from a prepared
-           data_dir, ~8 s of XLA compilation, 660 steps, 30 evaluations, checkpoint); measured
-           three times with /usr/bin/time on 2026-11-27. On an idle machine expect less.
+Runtime:   12.2 s wall, 17.4 s user CPU on an idle machine (load average 1.2), for the whole
+           process (imports, data from a prepared data_dir, XLA compilation, 660 steps, 30
+           evaluations, checkpoint); 42-46 s wall under load average 8-10 (three runs).
+           Measured with /usr/bin/time on 2026-11-27.
 Result:    test_accuracy 0.9944 (353/355), test_loss 0.0252, 660 steps, 61,706 params; the
            same in all three runs (summary.json equal except the timing keys).
 """
