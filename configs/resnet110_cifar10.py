@@ -13,26 +13,12 @@ Expected:  published: 93.57% best of 5 runs (6.43% error), mean 93.39% (6.61+-0.
 
 import ml_collections
 
-from poolnets.training.defaults import base_config
+from poolnets.training.defaults import cifar_resnet_config
 
 
 def get_config() -> ml_collections.ConfigDict:
-    config = base_config()  # every field and its default: poolnets/training/defaults.py
-    config.model.name = "resnet110"
-    config.dataset = "cifar10"  # pad-4 random crop + flip, per-channel normalisation
-    config.batch_size = 128
-    config.eval_batch_size = 500
-    config.num_epochs = 182
-    config.optimizer = "sgd"
-    config.nesterov = False
-    config.momentum = 0.9
-    config.learning_rate = 0.1
-    config.weight_decay = 0.0001
-    config.schedule = "step"
-    config.lr_decay_epochs = (91, 136)
-    config.lr_decay_factor = 0.1
+    config = cifar_resnet_config(110)  # every other field: poolnets/training/defaults.py
     # He et al. warm up ResNet-110 at lr 0.01 until training error < 80% (~400 iterations);
     # a one-epoch linear warmup plays that role here.
     config.warmup_epochs = 1.0
-    config.checkpoint_every_steps = 1000
     return config

@@ -12,24 +12,9 @@ Expected:  published: 91.25% test accuracy (8.75% error, He et al. 2016, Table 6
 
 import ml_collections
 
-from poolnets.training.defaults import base_config
+from poolnets.training.defaults import cifar_resnet_config
 
 
 def get_config() -> ml_collections.ConfigDict:
-    config = base_config()  # every field and its default: poolnets/training/defaults.py
-    config.model.name = "resnet20"
-    config.dataset = "cifar10"  # pad-4 random crop + flip, per-channel normalisation
-    config.batch_size = 128
-    config.eval_batch_size = 500
-    config.num_epochs = 182
-    config.optimizer = "sgd"
-    config.nesterov = False
-    config.momentum = 0.9
-    config.learning_rate = 0.1
-    config.weight_decay = 0.0001
-    config.schedule = "step"
-    config.lr_decay_epochs = (91, 136)
-    config.lr_decay_factor = 0.1
-    config.warmup_epochs = 0.0
-    config.checkpoint_every_steps = 1000
+    config = cifar_resnet_config(20)  # every other field: poolnets/training/defaults.py
     return config

@@ -10,22 +10,9 @@ Expected:  test accuracy ~ chance (1/10); see bench/train_throughput.py for meas
 
 import ml_collections
 
-from poolnets.training.defaults import base_config
+from poolnets.training.defaults import synthetic_config
 
 
 def get_config() -> ml_collections.ConfigDict:
-    config = base_config()  # every field and its default: poolnets/training/defaults.py
-    config.model.name = "resnet20"
-    config.dataset = "synthetic"
-    config.synthetic.image_shape = (32, 32, 3)
-    config.synthetic.num_classes = 10
-    config.synthetic.num_train = 512
-    config.synthetic.num_test = 128
-    config.batch_size = 128
-    config.eval_batch_size = 128
-    config.num_steps = 20
-    config.log_every = 5
-    config.learning_rate = 0.01
-    config.warmup_epochs = 0.0
-    config.checkpoint_every_steps = 1000
+    config = synthetic_config("resnet20", (32, 32, 3), batch_size=128, num_steps=20)
     return config

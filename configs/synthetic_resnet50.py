@@ -10,22 +10,12 @@ Expected:  test accuracy ~ chance (1/1000); see bench/train_throughput.py for me
 
 import ml_collections
 
-from poolnets.training.defaults import base_config
+from poolnets.training.defaults import synthetic_config
 
 
 def get_config() -> ml_collections.ConfigDict:
-    config = base_config()  # every field and its default: poolnets/training/defaults.py
-    config.model.name = "resnet50"
-    config.dataset = "synthetic"
-    config.synthetic.image_shape = (224, 224, 3)
-    config.synthetic.num_classes = 1000
-    config.synthetic.num_train = 256
-    config.synthetic.num_test = 16
-    config.batch_size = 16
-    config.eval_batch_size = 16
-    config.num_steps = 5
-    config.log_every = 5
-    config.learning_rate = 0.01
-    config.warmup_epochs = 0.0
-    config.checkpoint_every_steps = 1000
+    config = synthetic_config(
+        "resnet50", (224, 224, 3), num_classes=1000, batch_size=16, num_steps=5
+    )
+    config.synthetic.num_train = 256  # 16 batches: the step loop never reuses an epoch
     return config

@@ -10,23 +10,10 @@ Expected:  test accuracy ~ chance (1/10); see bench/train_throughput.py for meas
 
 import ml_collections
 
-from poolnets.training.defaults import base_config
+from poolnets.training.defaults import synthetic_config
 
 
 def get_config() -> ml_collections.ConfigDict:
-    config = base_config()  # every field and its default: poolnets/training/defaults.py
-    config.model.name = "vgg16_bn"
-    config.dataset = "synthetic"
-    config.synthetic.image_shape = (32, 32, 3)
-    config.synthetic.num_classes = 10
-    config.synthetic.num_train = 256
-    config.synthetic.num_test = 64
-    config.batch_size = 64
-    config.eval_batch_size = 64
-    config.num_steps = 10
-    config.log_every = 5
-    config.learning_rate = 0.01
-    config.warmup_epochs = 0.0
-    config.checkpoint_every_steps = 1000
+    config = synthetic_config("vgg16_bn", (32, 32, 3), batch_size=64, num_steps=10)
     config.model.head = "avg"
     return config

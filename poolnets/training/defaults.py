@@ -64,3 +64,54 @@ def base_config() -> ml_collections.ConfigDict:
     c.distributed.num_processes = config_dict.placeholder(int)
     c.distributed.process_id = config_dict.placeholder(int)
     return c
+
+
+def synthetic_config(
+    model: str,
+    image_shape: tuple[int, ...],
+    *,
+    num_classes: int = 10,
+    batch_size: int,
+    num_steps: int,
+) -> ml_collections.ConfigDict:
+    """A throughput run: `num_steps` steps of `model` on random images and labels.
+
+    The synthetic split holds 4 training batches and 1 test batch, enough to time steps.
+    """
+    config = base_config()
+    config.model.name = model
+    config.dataset = "synthetic"
+    config.synthetic.image_shape = tuple(image_shape)
+    config.synthetic.num_classes = num_classes
+    config.synthetic.num_train = 4 * batch_size
+    config.synthetic.num_test = batch_size
+    config.batch_size = batch_size
+    config.eval_batch_size = batch_size
+    config.num_steps = num_steps
+    config.log_every = 5
+    config.learning_rate = 0.01
+    config.warmup_epochs = 0.0
+    config.checkpoint_every_steps = 1000
+    return config
+
+
+def cifar_resnet_config(depth: int) -> ml_collections.ConfigDict:
+    """He et al. (2016) CIFAR-10 recipe for resnet<depth>: SGD 0.1, momentum 0.9, weight decay
+    1e-4, batch 128, x0.1 at epochs 91 and 136 (32k/48k iterations), 182 epochs."""
+    config = base_config()
+    config.model.name = f"resnet{depth}"
+    config.dataset = "cifar10"  # pad-4 random crop + flip, per-channel normalisation
+    config.batch_size = 128
+    config.eval_batch_size = 500
+    config.num_epochs = 182
+    config.optimizer = "sgd"
+    config.nesterov = False
+    config.momentum = 0.9
+    config.learning_rate = 0.1
+    config.weight_decay = 0.0001
+    config.schedule = "step"
+    config.lr_decay_epochs = (91, 136)
+    config.lr_decay_factor = 0.1
+    config.warmup_epochs = 0.0
+    config.checkpoint_every_steps = 1000
+    return config
