@@ -81,6 +81,13 @@ def _read_digits(data_dir: str, split: str) -> Split:
     return Split(digits_to_lenet_input(images), labels)
 
 
+def _read_textures(data_dir: str, split: str) -> Split:
+    from poolnets.data import textures
+
+    del data_dir  # generated in memory, deterministic
+    return Split(*textures.read_split(split))
+
+
 def _tfds(name: str, *, streaming: bool = False) -> Callable[[str, str], Any]:
     def read(data_dir: str, split: str) -> Any:
         from poolnets.data import sources
@@ -104,6 +111,7 @@ _IMAGENET = Preprocess(scale=1 / 255, flip=True,
 DATASETS: dict[str, DatasetSpec] = {
     "digits": DatasetSpec(10, (32, 32, 1), _read_digits, Preprocess(max_shift=2),
                           stored_dtype="float32"),
+    "textures": DatasetSpec(8, (32, 32, 1), _read_textures, stored_dtype="float32"),
     "mnist": DatasetSpec(10, (32, 32, 1), _tfds("mnist"), _MNIST, stored_shape=(28, 28, 1)),
     "fashion_mnist": DatasetSpec(10, (32, 32, 1), _tfds("fashion_mnist"), _FASHION,
                                  stored_shape=(28, 28, 1)),

@@ -177,6 +177,54 @@ def fig_stages(results: list[dict], out: str) -> str | None:
     return _save(fig, out, "pooling_stages.png")
 
 
+def augment_pairs(results: list[dict]) -> list[tuple[dict, dict]]:
+    """(un-augmented, shift-augmented) result pairs of the augmentation experiment."""
+    by_name = {r["name"]: r for r in results}
+    pairs = []
+    for r in results:
+        if r["kind"] == "augment":
+            base = by_name.get(f"{r['downsample']}/{r['head']}")
+            if base is not None:
+                pairs.append((base, r))
+    return pairs
+
+
+def fig_augment(results: list[dict], config: Any, out: str) -> str | None:
+    pairs = augment_pairs(results)
+    if not pairs:
+        return None
+    last = len(config.shifts) - 1
+    fig, axes = plt.subplots(1, 2, figsize=(8, 0.3 * len(pairs) + 1.4))
+    y = np.arange(len(pairs))
+    for ax, key, i, title in ((axes[0], "shift_consistency", None, "shift consistency"),
+                              (axes[1], "shift_accuracy", last,
+                               f"accuracy at a {config.shifts[last]} px shift")):
+        for offset, which, color in ((-0.2, 0, "tab:gray"), (0.2, 1, "tab:blue")):
+            m = [p[which][key]["mean"] if i is None else p[which][key]["mean"][i]
+                 for p in pairs]
+            s = [p[which][key]["std"] if i is None else p[which][key]["std"][i]
+                 for p in pairs]
+            label = "no augmentation" if which == 0 else (
+                f"random shifts up to {pairs[0][1]['max_shift_train']} px")
+            ax.barh(y + offset, m, height=0.38, xerr=s, color=color, label=label)
+        ax.set_yticks(y, [p[0]["name"] for p in pairs], fontsize=7)
+        ax.invert_yaxis()
+        ax.set_title(title, fontsize=9)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3, axis="x")
+    axes[0].legend(fontsize=6, loc="lower left")
+    return _save(fig, out, "augmentation.png")
+
+
+def fig_textures(results: list[dict], out: str) -> str | None:
+    rows = [r for r in results if r["kind"] == "texture"]
+    if not rows:
+        return None
+    fig, ax = plt.subplots(figsize=(5, 0.22 * len(rows) + 1.2))
+    _bars(ax, rows, "test_accuracy", "test accuracy on the texture dataset")
+    return _save(fig, out, "textures.png")
+
+
 def make_figures(results: list[dict], arrays: dict, config: Any, out: str) -> dict[str, str]:
     """Writes every figure into `out`; returns {topic: file name} (absent: nothing to plot)."""
     from poolnets.data import load_split
@@ -194,4 +242,6 @@ def make_figures(results: list[dict], arrays: dict, config: Any, out: str) -> di
         figs["gap"] = fig_gap(results, out)
         figs["erf"] = fig_erf(results, arrays, out)
         figs["stages"] = fig_stages(results, out)
+        figs["augmentation"] = fig_augment(results, config, out)
+        figs["textures"] = fig_textures(results, out)
     return {k: v for k, v in figs.items() if v}

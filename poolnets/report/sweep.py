@@ -89,26 +89,36 @@ def _stats(values: list[float] | np.ndarray) -> dict[str, Any]:
     return {"mean": arr.mean(0).tolist(), "std": arr.std(0).tolist(), "runs": arr.tolist()}
 
 
+def fit_config(variant: dict, config: Any) -> FitConfig:
+    """The training recipe of one variant: the sweep's, with the epochs of its head
+    (`config.head_epochs`) and its own train-time shift (augmentation variants)."""
+    epochs = dict(config.head_epochs).get(variant.get("head"), config.num_epochs)
+    return FitConfig(num_epochs=epochs, num_steps=config.num_steps,
+                     batch_size=config.batch_size, learning_rate=config.learning_rate,
+                     optimizer=config.optimizer, weight_decay=config.weight_decay,
+                     max_shift=variant.get("max_shift_train", config.max_shift_train),
+                     seed_parallel=config.seed_parallel)
+
+
 def measure(model: Any, label: dict, data: dict, probe: Probe, config: Any,
-            layers: list | None, on_step: Any) -> tuple[dict, dict]:
+            layers: list | None, on_step: Any, fit: FitConfig) -> tuple[dict, dict]:
     """Trains `model` for every seed and measures it. Returns (numbers, arrays)."""
     train, test = data["train"], data["test"]
-    fit = FitConfig(num_epochs=config.num_epochs, num_steps=config.num_steps,
-                    batch_size=config.batch_size, learning_rate=config.learning_rate,
-                    optimizer=config.optimizer, weight_decay=config.weight_decay,
-                    max_shift=config.max_shift_train)
     t0 = time.perf_counter()
     states, timing = fit_seeds(model, train, list(config.seeds), fit,
                                num_classes=data["num_classes"], on_step=on_step)
+    t_eval = time.perf_counter()
     predict = make_predict(model)
     per_seed: dict[str, list] = {k: [] for k in (
         "test_accuracy", "train_accuracy", "gap", "shift_accuracy", "shift_consistency",
         "gaussian_noise", "salt_and_pepper", "rotation", "scaling")}
+    clean_classes = []
     for i in range(len(config.seeds)):
         variables = unstack(states, i).variables()
         pred = predict_in_chunks(predict, variables, probe.images, config.chunk).argmax(-1)
         train_pred = predict_in_chunks(predict, variables, train.images, config.chunk).argmax(-1)
         at = {name: pred[s] for name, s in probe.slices.items()}
+        clean_classes.append(at["clean"])
         gap = generalisation.gap_from_predictions(train_pred, train.labels, at["clean"],
                                                   test.labels)
         per_seed["test_accuracy"].append(gap["test_accuracy"])
@@ -133,6 +143,8 @@ def measure(model: Any, label: dict, data: dict, probe: Probe, config: Any,
                "params_per_layer": cost.params_per_layer(variables["params"]),
                "flops": fwd["flops"], "bytes_accessed": fwd["bytes_accessed"],
                "peak_activation": peak, "steps": timing["steps"],
+               "epochs": fit.num_epochs if fit.num_steps is None else None,
+               "max_shift_train": fit.max_shift,
                "compile_s": round(timing["compile_s"], 2), "train_s": round(timing["train_s"], 2)}
     arrays: dict[str, np.ndarray] = {}
     layer = label.get("feature_layer")
@@ -143,16 +155,25 @@ def measure(model: Any, label: dict, data: dict, probe: Probe, config: Any,
         numbers["erf_area90"] = receptive_field.mass_area(heat, 0.9)
         numbers["erf_support"] = list(receptive_field.support_extent(heat, 1e-12))
         gx = test.images[: config.gradcam_images]
-        arrays["gradcam"] = np.asarray(grad_cam(model, variables, gx, layer))
+        arrays["gradcam"] = np.asarray(grad_cam(model, variables, gx, layer,
+                                                classes=clean_classes[0][:len(gx)]))
     if layers is not None:
         numbers["analytic_rf"] = [dataclasses.asdict(f) for f in
                                   receptive_field.receptive_fields(layers)]
+    numbers["eval_s"] = round(time.perf_counter() - t_eval, 2)  # probes, cost, ERF, Grad-CAM
     numbers["wall_s"] = round(time.perf_counter() - t0, 2)
     return numbers, arrays
 
 
 def variants(config: Any) -> list[dict]:
-    """The run order: core downsamples with each head, the stages experiment, the rest."""
+    """The run order: core downsamples with each head, the stages experiment, the rest of
+    the registry, then the train-time shift and texture experiments.
+
+    kind "zoo": (downsample, head) of `config.model` on `config.dataset`, un-augmented;
+    "stages": PoolStack with k pooled stages (global-average head, so the avg-head epochs);
+    "augment": a zoo variant trained with `max_shift` px random shifts (`augment_shifts`);
+    "texture": a zoo variant trained and tested on `config.texture_dataset`.
+    """
     from poolnets.report.config import CORE_DOWNSAMPLES, resolve_downsamples
 
     names = resolve_downsamples(config)
@@ -160,11 +181,18 @@ def variants(config: Any) -> list[dict]:
     core = [n for n in names if n in CORE_DOWNSAMPLES]
     rest = [n for n in names if n not in CORE_DOWNSAMPLES]
     out = [{"kind": "zoo", "downsample": n, "head": heads[0]} for n in core]
-    out += [{"kind": "stages", "stages": int(k)} for k in config.stages]
+    out += [{"kind": "stages", "stages": int(k), "head": "avg"} for k in config.stages]
     for h in heads[1:]:
         out += [{"kind": "zoo", "downsample": n, "head": h} for n in core]
     for h in heads:
         out += [{"kind": "zoo", "downsample": n, "head": h} for n in rest]
+    for shift_px in config.augment_shifts:
+        out += [{"kind": "augment", "downsample": n, "head": heads[0],
+                 "max_shift_train": int(shift_px)} for n in config.augment_downsamples]
+    if config.texture_dataset:
+        out += [{"kind": "texture", "downsample": n, "head": h,
+                 "dataset": config.texture_dataset}
+                for h in config.texture_heads for n in config.texture_downsamples]
     return out
 
 
@@ -181,7 +209,13 @@ def build(variant: dict, config: Any, num_classes: int) -> tuple[Any, dict, list
 
     ds, head = variant["downsample"], variant["head"]
     model = models.create(config.model, num_classes=num_classes, downsample=ds, head=head)
-    label = {"kind": "zoo", "name": f"{ds}/{head}", "downsample": ds, "head": head,
+    name = f"{ds}/{head}"
+    if variant["kind"] == "augment":
+        name += f"+shift{variant['max_shift_train']}"
+    elif variant["kind"] == "texture":
+        name = f"{variant['dataset']}:{name}"
+    label = {"kind": variant["kind"], "name": name, "downsample": ds, "head": head,
+             "dataset": variant.get("dataset", config.dataset),
              "feature_layer": config.feature_layer}
     layers = lenet_layers(ds) if config.model == "lenet5" else None
     return model, label, layers

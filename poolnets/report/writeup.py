@@ -43,6 +43,8 @@ class Results:
         self.zoo = [r for r in results if r["kind"] == "zoo"]
         self.stages = sorted((r for r in results if r["kind"] == "stages"),
                              key=lambda r: r["stages"])
+        self.augment = [r for r in results if r["kind"] == "augment"]
+        self.texture = [r for r in results if r["kind"] == "texture"]
         heads = list(dict.fromkeys(r["head"] for r in self.zoo))
         self.head = heads[0] if heads else None
 
@@ -198,16 +200,88 @@ def claim_receptive_field(R: Results, cfg: dict) -> str | None:
     return f"**{verdict}**. {text}"
 
 
+_VERDICT = {"higher": "supports", "lower": "contradicts",
+            "indistinguishable": "no measurable difference"}
+
+
 def claim_edges_textures(R: Results, cfg: dict) -> str | None:
     mx, avg = R.get("max"), R.get("avg")
     if not _need(mx, avg):
         return None
     if (stub := _untrained(mx, avg)) is not None:
         return stub
-    c = compare(mx, avg, "test_accuracy")
-    return (f"**half measured**: on digits (strokes, i.e. edges) max is {c} vs avg in test "
-            f"accuracy ({_fmt(mx, 'test_accuracy')} vs {_fmt(avg, 'test_accuracy')}). "
-            "The texture half is not measured: the bundled data has no texture task.")
+    edges = compare(mx, avg, "test_accuracy")
+    text = (f"Digits (strokes, i.e. edges): max {_fmt(mx, 'test_accuracy')} vs avg "
+            f"{_fmt(avg, 'test_accuracy')} test accuracy ({R.head} head): max is {edges}.")
+    by_name = {r["name"]: r for r in R.texture}
+    tmx = next((r for r in R.texture if r["downsample"] == "max"), None)
+    tavg = tmx and by_name.get(tmx["name"].replace(":max/", ":avg/"))
+    if tmx is None or tavg is None:
+        return (f"**edges half only: {_VERDICT[edges]}**. {text} The texture half is not "
+                "measured in this run (config.texture_dataset).")
+    textures = compare(tavg, tmx, "test_accuracy")
+    text += (f" Textures (`{tmx['dataset']}`, class carried by local statistics only): avg "
+             f"{_fmt(tavg, 'test_accuracy')} vs max {_fmt(tmx, 'test_accuracy')}: avg is "
+             f"{textures}. All texture variants: " + ", ".join(
+                 f"{r['name'].split(':', 1)[1]} {_fmt(r, 'test_accuracy')}" for r in sorted(
+                     R.texture, key=lambda r: -_m(r, "test_accuracy"))) + ".")
+    halves = (_VERDICT[edges], _VERDICT[textures])
+    verdict = halves[0] if halves[0] == halves[1] else (
+        f"edges: {halves[0]}; textures: {halves[1]}")
+    return f"**{verdict}**. {text}"
+
+
+def claim_augmentation(R: Results, cfg: dict) -> str | None:
+    from poolnets.report.figures import augment_pairs
+
+    pairs = augment_pairs(R.zoo + R.augment)
+    if not pairs:
+        return None
+    last = len(cfg["shifts"]) - 1
+    if (stub := _untrained(*[r for p in pairs for r in p])) is not None:
+        return stub
+    base = [_m(b, "shift_consistency") for b, _ in pairs]
+    aug = [_m(a, "shift_consistency") for _, a in pairs]
+    gains = [a - b for b, a in zip(base, aug, strict=True)]
+    spread, spread_aug = max(base) - min(base), max(aug) - min(aug)
+    px = pairs[0][1]["max_shift_train"]
+    verdict = ("augmentation contributes more" if min(gains) > spread else
+               "the architecture contributes more" if max(gains) < spread else "both matter")
+    rows = "; ".join(
+        f"{b['downsample']} {_m(b, 'shift_consistency'):.3f} -> {_m(a, 'shift_consistency'):.3f}"
+        f" (acc @ {cfg['shifts'][last]} px {_m(b, 'shift_accuracy', last):.3f} -> "
+        f"{_m(a, 'shift_accuracy', last):.3f}, {compare(a, b, 'shift_consistency')})"
+        for b, a in pairs)
+    return (f"**{verdict}**. Shift consistency without -> with random train shifts up to "
+            f"{px} px: {rows}. Spread between architectures: {spread:.3f} without "
+            f"augmentation, {spread_aug:.3f} with it; gain from augmentation "
+            f"{min(gains):+.3f} to {max(gains):+.3f}.")
+
+
+# Variants that compute the same function as another one on LeNet-5's even-sized maps, so
+# their numbers repeat the other's rather than being an independent result.
+KNOWN_IDENTICAL = {
+    "wavelet": ("avg", "the Haar LL band with orthonormal=False is the mean of each 2x2 "
+                "block, i.e. 2x2 average pooling"),
+}
+
+
+def identical_variants(R: Results) -> list[str]:
+    """Sentences naming variants whose per-seed numbers equal another variant's exactly."""
+    keys = ("test_accuracy", "train_accuracy", "shift_consistency", "gaussian_noise",
+            "rotation", "scaling")
+    notes = []
+    rows = R.zoo + R.texture + R.augment
+    for i, a in enumerate(rows):
+        for b in rows[:i]:
+            if all(a[k]["runs"] == b[k]["runs"] for k in keys) and a["params"] == b["params"]:
+                why = KNOWN_IDENTICAL.get(a["downsample"], (None, None))
+                reason = (f": {why[1]}" if why[0] == b["downsample"] else
+                          " (no known identity: possibly a coincidence at this budget)")
+                notes.append(f"`{a['name']}` gives exactly the numbers of `{b['name']}` in "
+                             f"every seed{reason}. It is not an independent result.")
+                break
+    return notes
 
 
 def claim_strided(R: Results, cfg: dict) -> str | None:
@@ -286,8 +360,12 @@ CLAIMS: list[tuple[str, str, Callable, str]] = [
      claim_noise, "robustness"),
     ("Pooling widens receptive fields", "analytic RF; effective RF (Luo et al. 2016)",
      claim_receptive_field, "erf"),
-    ("Max suits edges, average suits textures", "test accuracy max vs avg",
-     claim_edges_textures, None),
+    ("Max suits edges, average suits textures", "test accuracy max vs avg on digits and on "
+     "procedural textures",
+     claim_edges_textures, "textures"),
+    ("Shift invariance comes from pooling, not from data augmentation",
+     "shift consistency and accuracy vs shift, trained with vs without random shifts",
+     claim_augmentation, "augmentation"),
     ("Strided convolutions can replace pooling", "accuracy and consistency, strided_conv vs "
      "max", claim_strided, "consistency"),
     ("Over-pooling loses detail", "accuracy vs number of pooling stages", claim_overpooling,
@@ -309,8 +387,11 @@ def main_table(R: Results, cfg: dict) -> list[str]:
             "RF (analytic)", "ERF 90% px"]
     ig = ig if ig is not None else len(cfg["gaussian_sigmas"]) - 1
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in R.zoo + R.stages:
+    same = {n.split("`")[1]: n.split("`")[3] for n in identical_variants(R)}
+    for r in R.zoo + R.stages + R.augment + R.texture:
         flag = "" if _m(r, "test_accuracy") >= TRAINED else " (did not train)"
+        if r["name"] in same:
+            flag += f" (= {same[r['name']]})"
         lines.append("| " + " | ".join([
             f"{r['name']}{flag}", _fmt(r, "test_accuracy"), _fmt(r, "gap"),
             _fmt(r, "shift_consistency"), _fmt(r, "shift_accuracy", last),
@@ -323,20 +404,29 @@ def write_readme(results: list[dict], meta: dict, figures: dict[str, str], out: 
     """Writes out/README.md; returns its path."""
     R, cfg = Results(results), meta["config"]
     seeds = len(cfg["seeds"])
-    budget = (f"for {cfg['num_steps']} steps" if cfg["num_steps"]
-              else f"{cfg['num_epochs']} epochs")
+    epochs = dict(cfg.get("head_epochs", ()))
+    budget = (f"for {cfg['num_steps']} steps" if cfg["num_steps"] else
+              f"{cfg['num_epochs']} epochs" + "".join(
+                  f" ({h} head and PoolStack: {e} epochs)" if h == "avg" else f" ({h}: {e})"
+                  for h, e in epochs.items()))
+    skipped = meta.get("skipped") or []
     lines = [
         "# What does pooling buy a CNN? Measured.", "",
         f"Generated by `{meta['command']}` on {meta['date_utc']} UTC in {meta['wall_s']:.0f} s "
-        f"wall on {meta['machine']}.", "",
+        f"wall on {meta['machine']}; {cfg.get('workers', 1)} worker process(es). Variants "
+        f"run: {len(results)}; not run (time budget): "
+        + (", ".join(skipped) if skipped else "none") + ".", "",
         f"Setup: model `{cfg['model']}` on `{cfg['dataset']}`, each variant trained "
         f"{budget}"
         f" (batch {cfg['batch_size']}, {cfg['optimizer']}, lr {cfg['learning_rate']}, weight "
         f"decay {cfg['weight_decay']}, warmup + cosine), "
-        f"{seeds} seed(s) each; numbers are mean ± std over seeds. Train-time shift "
-        f"augmentation: {cfg['max_shift_train']} px. Test set images are shifted, noised, "
-        "rotated and zoomed identically for every variant. Variants whose mean test accuracy "
-        f"is below {TRAINED} are marked \"did not train\" and excluded from best/worst picks.",
+        f"{seeds} seed(s) each; numbers are mean ± std over seeds. A global-average head "
+        "learns much more slowly than flatten (LeNet-5 then classifies from 16 averaged "
+        "maps), hence its longer budget: compare variants within a head. Train-time shift "
+        f"augmentation: {cfg['max_shift_train']} px, except the rows marked +shiftK. Test "
+        "set images are shifted, noised, rotated and zoomed identically for every variant. "
+        f"Variants whose mean test accuracy is below {TRAINED} are marked \"did not train\" "
+        "and excluded from best/worst picks.",
         "",
         "Verdicts compare means: a difference counts only beyond two standard errors "
         "(and at least 0.005); otherwise it is \"indistinguishable\" / \"no measurable "
@@ -350,9 +440,12 @@ def write_readme(results: list[dict], meta: dict, figures: dict[str, str], out: 
         link = f"[{figures[fig]}]({figures[fig]})" if fig in figures else ""
         lines.append(f"| {claim} | {measurement} | {shown} | {link} |")
     lines += ["", "## Main table", "", *main_table(R, cfg), ""]
-    if meta.get("skipped"):
+    notes = identical_variants(R)
+    if notes:
+        lines += ["Identical variants: " + " ".join(notes), ""]
+    if skipped:
         lines += [f"Not run (time budget of {cfg['max_minutes']} min reached): "
-                  + ", ".join(meta["skipped"]) + ".", ""]
+                  + ", ".join(skipped) + ".", ""]
     lines += ["## Figures", ""]
     for topic, name in figures.items():
         lines += [f"### {topic}", "", f"![{topic}]({name})", ""]

@@ -53,12 +53,19 @@ def test_tiny_sweep_end_to_end(tmp_path):
             "--set", "shifts=(0, 4)", "--set", "consistency_draws=1",
             "--set", "gaussian_sigmas=(0.0, 0.3)", "--set", "salt_pepper=(0.0, 0.1)",
             "--set", "rotations=(0.0, 20.0)", "--set", "scalings=(0.8, 1.0)",
-            "--set", "erf_images=4", "--set", "gradcam_images=2"]
+            "--set", "erf_images=4", "--set", "gradcam_images=2",
+            "--set", "augment_downsamples=('max',)", "--set", "augment_shifts=(3,)",
+            "--set", "texture_downsamples=('max', 'avg')", "--set", "workers=2"]
     assert main(args) == 0
     results = json.load(open(out / "results.json"))
     names = [r["name"] for r in results["results"]]
-    assert names == ["max/flatten", "none/flatten"]
-    mx, none = results["results"]
+    assert names == ["max/flatten", "none/flatten", "max/flatten+shift3",
+                     "textures:max/flatten", "textures:avg/flatten"]
+    assert results["meta"]["skipped"] == []
+    mx, none, shifted, tex_max, _ = results["results"]
+    assert shifted["max_shift_train"] == 3 and mx["max_shift_train"] == 0
+    assert shifted["params"] == mx["params"] and shifted["kind"] == "augment"
+    assert tex_max["dataset"] == "textures" and tex_max["params"] == 61706 - 84 * 2 - 2
     assert mx["params"] == 61706 and none["params"] > mx["params"]
     assert none["flops"] > mx["flops"] > 0
     assert mx["analytic_rf"][-1]["size"] == 16 and none["analytic_rf"][-1]["size"] == 9
@@ -71,7 +78,10 @@ def test_tiny_sweep_end_to_end(tmp_path):
     assert "| Pooling cuts computation and parameters |" in readme
     assert "\n| max/flatten" in readme and results["meta"]["machine"] in readme
     assert "not measured in this run" in readme  # no stages, no avg, no blur variants
+    assert "not run (time budget): none" in readme
+    assert "| Shift invariance comes from pooling, not from data augmentation |" in readme
+    assert "\n| textures:avg/flatten" in readme and "\n| max/flatten+shift3" in readme
     pngs = [f for f in os.listdir(out) if f.endswith(".png")]
     assert {"shift_accuracy.png", "robustness.png", "erf.png", "gradcam.png",
-            "cost.png"} <= set(pngs)
+            "cost.png", "augmentation.png", "textures.png"} <= set(pngs)
     assert sum(os.path.getsize(out / f) for f in pngs) < 1_000_000

@@ -1,0 +1,45 @@
+"""`python -m poolnets.report --config`: the shipped ResNet-20 / CIFAR-10 config runs end to
+end (tiny: two variants, one seed, two steps) on `tfds.testing.mock_data` CIFAR-10."""
+
+import json
+import os
+
+import pytest
+
+from poolnets.report.__main__ import main
+
+CONFIG = os.path.join(os.path.dirname(__file__), "..", "..", "poolnets", "report", "configs",
+                      "resnet20_cifar10.py")
+
+
+@pytest.mark.slow
+def test_resnet20_cifar10_config_end_to_end(tmp_path):
+    tfds = pytest.importorskip("tensorflow_datasets")
+    out = tmp_path / "report"
+    args = ["--config", CONFIG, "--out", str(out), "--no-progress",
+            "--set", f"data_dir={tmp_path / 'data'!s}",
+            "--set", "downsamples=('max', 'avg')", "--set", "seeds=(0,)",
+            "--set", "num_steps=2", "--set", "batch_size=8", "--set", "workers=1",
+            "--set", "seed_parallel=loop", "--set", "augment_shifts=()",
+            "--set", "texture_dataset=", "--set", "shifts=(0, 4)",
+            "--set", "consistency_draws=1", "--set", "gaussian_sigmas=(0.0, 0.3)",
+            "--set", "salt_pepper=(0.0, 0.1)", "--set", "rotations=(0.0, 20.0)",
+            "--set", "scalings=(1.0,)", "--set", "erf_images=2", "--set", "gradcam_images=2",
+            "--set", "chunk=16"]
+    with tfds.testing.mock_data(num_examples=16):
+        assert main(args) == 0
+    results = json.load(open(out / "results.json"))
+    assert results["meta"]["config"]["model"] == "resnet20"
+    assert results["meta"]["config"]["dataset"] == "cifar10"
+    assert results["meta"]["skipped"] == []
+    rows = results["results"]
+    assert [r["name"] for r in rows] == ["max/avg", "avg/avg"]
+    for r in rows:
+        assert r["dataset"] == "cifar10" and r["steps"] == 2
+        assert r["params"] == 269_722  # ResNet-20 as in tests/models (0.27M); pools add none
+        assert 0 <= r["test_accuracy"]["mean"] <= 1 and len(r["test_accuracy"]["runs"]) == 1
+        assert r["erf_area90"] > 0 and "analytic_rf" not in r  # no LeNet window chain
+    readme = open(out / "README.md").read()
+    assert "`resnet20` on `cifar10`" in readme and "\n| max/avg" in readme
+    assert "not run (time budget): none" in readme
+    assert {"shift_accuracy.png", "gradcam.png"} <= set(os.listdir(out))
