@@ -8,6 +8,7 @@ it for any model and dataset the package knows, e.g. on an accelerator with more
 epochs; `max_minutes` bounds the time (variants past it are listed as not run).
 
     config   defaults and overrides        sweep    variants, probe set, measurements
-    run      the timed loop with progress  figures  matplotlib (Agg) PNGs
-    writeup  README text generated from the measured numbers
+    run      workers, time budget, progress  figures  matplotlib (Agg) PNGs
+    claims   one verdict per claim, computed from results.json
+    writeup  README.md: claims table, main table, figures
 """

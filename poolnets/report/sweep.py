@@ -93,6 +93,8 @@ def fit_config(variant: dict, config: Any) -> FitConfig:
     """The training recipe of one variant: the sweep's, with the epochs of its head
     (`config.head_epochs`) and its own train-time shift (augmentation variants)."""
     epochs = dict(config.head_epochs).get(variant.get("head"), config.num_epochs)
+    if variant["kind"] == "texture" and config.texture_epochs:
+        epochs = config.texture_epochs
     return FitConfig(num_epochs=epochs, num_steps=config.num_steps,
                      batch_size=config.batch_size, learning_rate=config.learning_rate,
                      optimizer=config.optimizer, weight_decay=config.weight_decay,
