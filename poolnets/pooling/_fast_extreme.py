@@ -1,22 +1,23 @@
-"""Max/min pooling derivatives without `select_and_scatter` or index gathers.
+"""Window taps, and max/min/sum derivatives without `select_and_scatter` or gathers.
 
-PyTorch's CPU kernel scans each window's taps in row-major order and moves its choice to
-a tap when `value > running or isnan(value)` (first maximum wins ties, last NaN wins,
-padding never wins; a window of `-inf` picks its first real element). `choose_taps`
-replays that scan over whole arrays: tap `k` of every window is one slice of the padded
-input (`window_taps`), so the scan is a short chain of elementwise compare/selects that
-XLA fuses into one pass, giving each window's chosen tap number (-1 if it has no real
-element).
+Tap `k` of every window is one strided slice of the input, padded at output resolution
+where the tap falls in the padding (`window_taps`; a reshape when windows tile the
+input). A pool over up to `MAX_SLICED_TAPS` taps is then a chain of elementwise ops on
+slices that XLA fuses into one pass; on the bench/pooling.py shapes this measured 2-4x
+faster forwards than XLA's CPU `reduce_window`.
 
-The derivative is then linear in the tangent and needs no indices:
-`dy = sum_k where(chosen == k, tap_k(dx), 0)`, and JAX transposes it for reverse mode.
-Taps are unstrided slices of "phase grids" (the padded input split by position modulo
-the stride with a reshape and `lax.split`), so the transpose is, per phase, a sum of
-shifted masked cotangents, then one concatenation: the strided scatter of the issue's
-"interior padding" formulation without summing one input-sized array per tap. When
-windows tile the input (`stride == window`, no dilation) the taps are axes of a reshape
-and the transpose is one masked broadcast. `window_taps` also serves the window-sum
-tangent of avg/sum/Lp pools (poolnets.pooling.windowed).
+PyTorch's CPU max kernel scans each window's taps in row-major order and moves its
+choice to a tap when `value > running or isnan(value)` (first maximum wins ties, last NaN
+wins, padding never wins; a window of `-inf` picks its first real element).
+`choose_taps` finds the same tap from the window's value in one fused pass, and the
+derivative is linear in the tangent and needs no indices:
+`dy = sum_k where(chosen == k, tap_k(dx), 0)`; JAX transposes it for reverse mode.
+`tangent_taps` picks the tap form whose transpose is fastest: strided slices transpose
+to interior pads of the cotangent (the issue's "interior padding" formulation), fused
+into one pass that evaluates every tap per input element, best for small windows; phase
+grids (the input split by position modulo the stride) transpose to per-phase sums of
+shifted cotangents and one interleave, touching only the taps that land on each element,
+best for larger windows. Tiled windows transpose to one masked broadcast.
 Same choice as the variadic `reduce_window` in `poolnets.pooling.indices` (tested); timings
 against flax.linen and PyTorch in bench/pooling.py.
 """
@@ -32,13 +33,19 @@ from jax import lax
 
 from poolnets.pooling.geometry import WindowGeometry, broadcast_per_axis
 
+# Up to this many taps, forwards and tangents are built from `window_taps` (one fused pass
+# each); XLA's CPU `reduce_window` measured 2-4x slower forwards on the bench/pooling.py
+# shapes and its transpose (pad + reduce_window) several times slower gradients. Larger
+# windows use reduce_window (program size independent of the window).
+MAX_SLICED_TAPS = 32
+
 
 def tiles_input(geom: WindowGeometry) -> bool:
     """True when windows are disjoint and contiguous (stride == window, dilation 1)."""
     return geom.strides == geom.window_shape and all(d == 1 for d in geom.dilation)
 
 
-def _padded(x: jax.Array, geom: WindowGeometry, fill) -> jax.Array:
+def padded(x: jax.Array, geom: WindowGeometry, fill) -> jax.Array:
     nb = geom.num_batch_dims
     config = [(0, 0, 0)] * nb + [(lo, hi, 0) for lo, hi in geom.padding] + [(0, 0, 0)]
     if all(lo == hi == 0 for lo, hi in geom.padding):
@@ -46,7 +53,7 @@ def _padded(x: jax.Array, geom: WindowGeometry, fill) -> jax.Array:
     return lax.pad(x, jnp.asarray(fill, x.dtype), config)
 
 
-def _tile_view(xp: jax.Array, geom: WindowGeometry) -> jax.Array:
+def tile_view(xp: jax.Array, geom: WindowGeometry) -> jax.Array:
     """Padded input -> `(*batch, o1, k1, o2, k2, ..., C)` (tiling case)."""
     nb = geom.num_batch_dims
     crop = tuple(o * k for o, k in zip(geom.output_shape, geom.window_shape, strict=True))
@@ -63,6 +70,44 @@ def _tiled_taps(xp: jax.Array, geom: WindowGeometry):
         yield xp[(slice(None),) * nb + tuple(v for i in offset for v in (slice(None), i))]
 
 
+def _strided_tap(x: jax.Array, geom: WindowGeometry, offset: tuple[int, ...], fill) -> jax.Array:
+    """Tap `offset` of every window: a strided slice of `x` over the windows where the tap
+    lies on the input, padded with `fill` (at output resolution) where it does not.
+
+    Tap `i` of window `o` reads input `o * s + i * d - lo`. Nothing input-sized is padded,
+    and every tap is its own slice, so XLA fuses all taps and their consumer into one
+    pass; reverse mode transposes each slice into an interior pad of the cotangent
+    (`interior = s - 1`), and the sum of those pads is again one fused pass.
+    """
+    nb = geom.num_batch_dims
+    start, limit, strides = [0] * x.ndim, list(x.shape), [1] * x.ndim
+    pads = [(0, 0, 0)] * x.ndim
+    for axis, i in enumerate(offset):
+        s, out = geom.strides[axis], geom.output_shape[axis]
+        e = i * geom.dilation[axis] - geom.padding[axis][0]
+        first = max(0, -(e // s))  # ceil(-e / s): first window whose tap is on the input
+        last = min(out - 1, (geom.input_shape[axis] - 1 - e) // s)
+        if first > last:
+            return jnp.full(x.shape[:nb] + geom.output_shape + x.shape[-1:], fill, x.dtype)
+        full = nb + axis
+        start[full], limit[full], strides[full] = first * s + e, last * s + e + 1, s
+        pads[full] = (first, out - 1 - last, 0)
+    tap = lax.slice(x, start, limit, strides)
+    if any(p != (0, 0, 0) for p in pads):
+        tap = lax.pad(tap, jnp.asarray(fill, x.dtype), pads)
+    return tap
+
+
+def window_taps(x: jax.Array, geom: WindowGeometry, fill):
+    """Each tap of every window, `(*batch, *out, C)`, row-major over window offsets;
+    positions in the padding hold `fill`."""
+    if tiles_input(geom):
+        yield from _tiled_taps(tile_view(padded(x, geom, fill), geom), geom)
+        return
+    for offset in itertools.product(*(range(k) for k in geom.window_shape)):
+        yield _strided_tap(x, geom, offset, fill)
+
+
 def _phase_grids(x: jax.Array, geom: WindowGeometry, fill) -> tuple[dict, tuple[int, ...]]:
     """Split the padded input by position modulo the stride, per spatial axis.
 
@@ -77,18 +122,18 @@ def _phase_grids(x: jax.Array, geom: WindowGeometry, fill) -> tuple[dict, tuple[
     for axis, (k, d, s) in enumerate(zip(geom.window_shape, geom.dilation, geom.strides,
                                          strict=True)):
         grid.append((d * (k - 1)) // s + geom.output_shape[axis])
-    padded = _padded(x, geom, fill)
+    xp = padded(x, geom, fill)
     target = tuple(m * s for m, s in zip(grid, geom.strides, strict=True))
-    spatial = padded.shape[nb:-1]
+    spatial = xp.shape[nb:-1]
     # crop what no tap reads, pad what the phase reshape needs
     cut = tuple(min(a, b) for a, b in zip(spatial, target, strict=True))
-    padded = lax.slice(padded, (0,) * padded.ndim, padded.shape[:nb] + cut + padded.shape[-1:])
+    xp = lax.slice(xp, (0,) * xp.ndim, xp.shape[:nb] + cut + xp.shape[-1:])
     extra = [(0, t - c, 0) for t, c in zip(target, cut, strict=True)]
     if any(e[1] for e in extra):
-        padded = lax.pad(padded, jnp.asarray(fill, x.dtype),
-                         [(0, 0, 0)] * nb + extra + [(0, 0, 0)])
+        xp = lax.pad(xp, jnp.asarray(fill, x.dtype),
+                     [(0, 0, 0)] * nb + extra + [(0, 0, 0)])
     split = tuple(v for m, s in zip(grid, geom.strides, strict=True) for v in (m, s))
-    view = padded.reshape(padded.shape[:nb] + split + padded.shape[-1:])
+    view = xp.reshape(xp.shape[:nb] + split + xp.shape[-1:])
     grids = {(): view}
     for axis, s in enumerate(geom.strides):
         dim = nb + 2 * axis + 1
@@ -98,14 +143,21 @@ def _phase_grids(x: jax.Array, geom: WindowGeometry, fill) -> tuple[dict, tuple[
     return {key: arr.reshape(shape) for key, arr in grids.items()}, tuple(grid)
 
 
-def window_taps(x: jax.Array, geom: WindowGeometry, fill):
-    """Each tap of every window, `(*batch, *out, C)`, row-major over window offsets;
-    positions in the padding hold `fill`."""
-    if tiles_input(geom):
-        yield from _tiled_taps(_tile_view(_padded(x, geom, fill), geom), geom)
+# Transposes of tangents over up to this many taps use `window_taps` (strided slices,
+# whose transposes are interior pads: one fused pass evaluating every tap per input
+# element); larger windows use phase grids, whose transpose sums only the taps that land
+# on each element (about prod(k / s)). Measured on bench/pooling.py shapes: 3x3 stride 2
+# faster with strided slices, 3x3x3 and 5x5 with phase grids.
+_MAX_INTERIOR_PAD_TAPS = 9
+
+
+def tangent_taps(t: jax.Array, geom: WindowGeometry):
+    """`window_taps(t, geom, 0)` in the form whose reverse mode is fastest for `geom`."""
+    if tiles_input(geom) or int(np.prod(geom.window_shape)) <= _MAX_INTERIOR_PAD_TAPS:
+        yield from window_taps(t, geom, 0)
         return
     nb = geom.num_batch_dims
-    grids, _ = _phase_grids(x, geom, fill)
+    grids, _ = _phase_grids(t, geom, 0)
     for offset in itertools.product(*(range(k) for k in geom.window_shape)):
         e = [i * d for i, d in zip(offset, geom.dilation, strict=True)]
         phase = tuple(v % s for v, s in zip(e, geom.strides, strict=True))
@@ -129,42 +181,42 @@ def _real_tap_masks(geom: WindowGeometry):
             yield broadcast_per_axis(per_axis, np.logical_and)
 
 
-def choose_taps(x: jax.Array, geom: WindowGeometry, largest: bool, identity):
-    """PyTorch's choice per window: `(value, chosen_tap)`, both `(*batch, *out, C)`.
+def choose_taps(x: jax.Array, value: jax.Array, geom: WindowGeometry) -> jax.Array:
+    """PyTorch's choice per window given its extreme `value` (`(*batch, *out, C)`, from
+    `reduce_window`, which propagates NaN): the row-major number of the first tap equal
+    to `value`, or of the last NaN tap in a window whose value is NaN; -1 for a window
+    with no real element. int8 (int32 beyond 127 taps), `(*batch, *out, C)`.
 
-    `chosen_tap` is the row-major tap number (int8/int32), -1 for a window with no real
-    element (its value is `identity`).
+    Equivalent to PyTorch's running `value > best or isnan(value)` scan (tested against
+    it): the running best ends at the window's extreme; it first reaches it at the first
+    tap holding it (padding never wins), and NaN taps win over everything, the last one
+    finally. One pass over the taps, last to first, keeps the earliest equal tap and the
+    latest NaN tap.
     """
-    # No stop_gradient: `value` is a chain of selects, so differentiating it again (second
-    # order) routes through the same choice.
     is_float = bool(jnp.issubdtype(x.dtype, jnp.floating))
     num_taps = int(np.prod(geom.window_shape))
     index_dtype = jnp.int8 if num_taps <= 127 else jnp.int32
-    best = chosen = None
-    found = False  # Python False/True when static, else a bool array
-    for k, (value, real) in enumerate(zip(window_taps(x, geom, identity), _real_tap_masks(geom),
-                                          strict=True)):
-        if best is None and real is None:
-            best, chosen, found = value, jnp.zeros(value.shape, index_dtype), True
-            continue
-        if best is None:
-            best = jnp.full(value.shape, identity, x.dtype)
-            chosen = jnp.full(value.shape, -1, index_dtype)
-        if found is False:  # no real tap seen yet anywhere: take this one where real
-            beats = jnp.ones(value.shape, bool)
-        else:
-            beats = value > best if largest else value < best
-            if is_float:
-                beats = beats | jnp.isnan(value)
-            if found is not True:
-                beats = beats | ~found
+    none = jnp.full(value.shape, -1, index_dtype)
+    first_equal, last_nan = none, none
+    # Each tap feeds a single comparison: a tap read twice (`== value` and `isnan`) is a
+    # multi-use operand that XLA materialises (one output-sized array per border tap).
+    # Reading the NaN taps with a different fill keeps the two reads distinct (no CSE);
+    # a fill of 0 is never NaN and border positions are masked out of the equality.
+    equal_taps = list(zip(window_taps(x, geom, 0), _real_tap_masks(geom), strict=True))
+    nan_taps = list(window_taps(x, geom, 1)) if is_float else None
+    for k in reversed(range(num_taps)):
+        tap, real = equal_taps[k]
+        tap_number = jnp.full(value.shape, k, index_dtype)
+        equal = tap == value
         if real is not None:
-            beats = beats & real
-        best = lax.select(beats, value, best)
-        chosen = lax.select(beats, jnp.full(value.shape, k, index_dtype), chosen)
-        if found is not True:
-            found = (found | beats) if real is not None else True
-    return best, _materialized(chosen)
+            equal = equal & real
+        first_equal = lax.select(equal, tap_number, first_equal)
+        if is_float:
+            nan = jnp.isnan(nan_taps[k])
+            last_nan = lax.select(nan & (last_nan < 0), tap_number, last_nan)
+    if is_float:
+        first_equal = lax.select(jnp.isnan(value), last_nan, first_equal)
+    return _materialized(first_equal)
 
 
 def cotangent_boundary(t: jax.Array) -> jax.Array:
@@ -204,7 +256,7 @@ def routed_tangent(t: jax.Array, chosen: jax.Array, geom: WindowGeometry) -> jax
     """
     zero = jnp.zeros((), t.dtype)
     if tiles_input(geom):
-        tiles = _tile_view(_padded(t, geom, 0), geom)
+        tiles = tile_view(padded(t, geom, 0), geom)
         nb, n = geom.num_batch_dims, geom.num_spatial
         # tap number of each position in the tile view, row-major over window offsets
         tap_id = np.zeros([1] * (2 * n), np.int32)
@@ -220,7 +272,7 @@ def routed_tangent(t: jax.Array, chosen: jax.Array, geom: WindowGeometry) -> jax
         mask = jnp.expand_dims(chosen, expand) == tap_id.astype(chosen.dtype)
         return jnp.where(mask, tiles, zero).sum(axis=expand)
     total = None
-    for k, tap in enumerate(window_taps(t, geom, 0)):
+    for k, tap in enumerate(tangent_taps(t, geom)):
         term = jnp.where(chosen == k, tap, zero)
         total = term if total is None else total + term
     return total

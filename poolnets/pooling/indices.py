@@ -28,7 +28,12 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from poolnets.pooling._fast_extreme import choose_taps, routed_tangent
+from poolnets.pooling._fast_extreme import (
+    MAX_SLICED_TAPS,
+    choose_taps,
+    routed_tangent,
+    window_taps,
+)
 from poolnets.pooling.geometry import (
     IntOrSeq,
     Padding,
@@ -37,6 +42,7 @@ from poolnets.pooling.geometry import (
     num_spatial_dims,
     resolve_padding,
     window_geometry,
+    window_size,
 )
 
 
@@ -108,21 +114,33 @@ def gather_windows(x: jax.Array, index: jax.Array, geom: WindowGeometry, fill) -
     return out.reshape(index.shape)
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2))
 def extreme_pool(x: jax.Array, geom: WindowGeometry, largest: bool) -> jax.Array:
     """Max (`largest`) or min over each window; derivatives route through PyTorch's
     chosen element (see module docstring), to any order, with or without dilation."""
+    return _extreme_pool(x, geom, largest, True)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2, 3))
+def _extreme_pool(x: jax.Array, geom: WindowGeometry, largest: bool, fused: bool) -> jax.Array:
+    # fused: a chain of max/min over `window_taps`, which XLA fuses into one pass (and
+    # into its consumers); otherwise reduce_window, which XLA always materialises.
     op = lax.max if largest else lax.min
-    return lax.reduce_window(x, extreme_identity(x.dtype, largest), op, **geom.lax_window_args())
+    identity = extreme_identity(x.dtype, largest)
+    if fused and window_size(geom) <= MAX_SLICED_TAPS:
+        return functools.reduce(op, window_taps(x, geom, identity))
+    return lax.reduce_window(x, identity, op, **geom.lax_window_args())
 
 
-@extreme_pool.defjvp
-def _extreme_pool_jvp(geom, largest, primals, tangents):
-    # Tap-wise scan and routing (poolnets.pooling._fast_extreme): same choice as
+@_extreme_pool.defjvp
+def _extreme_pool_jvp(geom, largest, fused, primals, tangents):
+    # Tap-wise choice and routing (poolnets.pooling._fast_extreme): same choice as
     # `window_arg_extreme`, but its transpose is interior padding, not a scatter.
+    # The primal is materialised: a fused tap chain would be re-evaluated once per tap
+    # inside a transposed cotangent that depends on it (measured 4.5x slower and 5x longer
+    # to compile for jit(grad) of relu(max_pool(x)) ** 2, bench shapes).
     (x,), (t,) = primals, tangents
-    value, chosen = choose_taps(x, geom, largest, extreme_identity(x.dtype, largest))
-    return value, routed_tangent(t, chosen, geom)
+    value = _extreme_pool(x, geom, largest, False)
+    return value, routed_tangent(t, choose_taps(x, value, geom), geom)
 
 
 def max_pool_with_indices(

@@ -24,7 +24,15 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from poolnets.pooling._fast_extreme import cotangent_boundary, window_taps
+from poolnets.pooling._fast_extreme import (
+    MAX_SLICED_TAPS,
+    cotangent_boundary,
+    padded,
+    tangent_taps,
+    tile_view,
+    tiles_input,
+    window_taps,
+)
 from poolnets.pooling.geometry import (
     IntOrSeq,
     Padding,
@@ -53,24 +61,25 @@ def _window_sum(
 ) -> jax.Array:
     """Zero-padded window sums in the accumulation dtype. `materialize_cotangent`: see
     `poolnets.pooling._fast_extreme.cotangent_boundary` (for expensive cotangents)."""
-    return _summed_windows(x.astype(_accumulate_dtype(x.dtype)), geom, materialize_cotangent)
+    return _summed_windows(x.astype(_accumulate_dtype(x.dtype)), geom, materialize_cotangent,
+                           True)
 
 
-# Up to this many taps, the tangent of a window sum is a sum of slices of phase grids
-# (`poolnets.pooling._fast_extreme.window_taps`), whose transpose (reverse mode) is one
-# fused pass; XLA's CPU transpose of reduce_window (pad + reduce_window) measured several
-# times slower on the benchmark shapes (bench/pooling.py). The forward stays
-# reduce_window, which measured fastest. Larger windows keep reduce_window throughout
-# (program size independent of the window).
-_MAX_SLICED_TAPS = 32
-
-
-@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2))
-def _summed_windows(x: jax.Array, geom: WindowGeometry, materialize_cotangent: bool) -> jax.Array:
-    # Separable: one 1-D reduce_window per spatial axis (a box sum is a product of 1-D
-    # box sums); measured 2.2x faster than the n-D reduce_window for 3x3 stride 2 on
-    # (16, 112, 112, 64). A NumPy init lets lax recognise the add monoid under jit.
-    zero = np.zeros((), x.dtype)
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2, 3))
+def _summed_windows(
+    x: jax.Array, geom: WindowGeometry, materialize_cotangent: bool, fused: bool
+) -> jax.Array:
+    # fused: a sum of `window_taps`, one pass that XLA also fuses into consumers;
+    # otherwise reduce_window, which XLA always materialises.
+    zero = np.zeros((), x.dtype)  # a NumPy init lets lax recognise the add monoid
+    taps = window_size(geom)
+    if fused and taps <= MAX_SLICED_TAPS:
+        return functools.reduce(operator.add, window_taps(x, geom, 0))
+    if taps <= 9:
+        return lax.reduce_window(x, zero, lax.add, **geom.lax_window_args())
+    # Larger windows: one 1-D reduce_window per spatial axis (a box sum is a product of
+    # 1-D box sums), k_1 + k_2 + ... adds per output instead of k_1 * k_2 * ...; measured
+    # 3x faster than one n-D reduce_window for 5x5 stride 1 (bench/pooling.py).
     for axis in reversed(range(geom.num_spatial)):
         k, s, pad = geom.window_shape[axis], geom.strides[axis], geom.padding[axis]
         if (k, s, pad) == (1, 1, (0, 0)):
@@ -86,21 +95,29 @@ def _summed_windows(x: jax.Array, geom: WindowGeometry, materialize_cotangent: b
 
 
 def _tap_sum(t: jax.Array, geom: WindowGeometry) -> jax.Array:
-    if window_size(geom) <= _MAX_SLICED_TAPS:
-        return functools.reduce(operator.add, window_taps(t, geom, 0))
-    return _summed_windows(t, geom, False)
+    if tiles_input(geom):
+        # windows tile the input: a reshape and a sum, whose transpose is one broadcast
+        nb = geom.num_batch_dims
+        tiles = tile_view(padded(t, geom, 0), geom)
+        return tiles.sum(axis=tuple(nb + 2 * a + 1 for a in range(geom.num_spatial)))
+    if window_size(geom) <= MAX_SLICED_TAPS:
+        return functools.reduce(operator.add, tangent_taps(t, geom))
+    return _summed_windows(t, geom, False, False)
 
 
 @_summed_windows.defjvp
-def _summed_windows_jvp(geom, materialize_cotangent, primals, tangents):
+def _summed_windows_jvp(geom, materialize_cotangent, fused, primals, tangents):
     # The barrier stops XLA from constant-folding the transposed window sum when the
     # cotangent is a constant (as in grad of `.sum()`): measured 168 s of compile for
-    # (8, 112, 112, 64) under jit(grad) without it, 0.6 s with it.
+    # (8, 112, 112, 64) under jit(grad) without it, 0.6 s with it. The primal is
+    # materialised (fused=False) so that a cotangent computed from it does not re-run
+    # the tap sum once per tap (see poolnets.pooling.indices._extreme_pool_jvp).
     (x,), (t,) = primals, tangents
     tangent = _tap_sum(t, geom)
     if materialize_cotangent:
         tangent = cotangent_boundary(tangent)
-    return _summed_windows(x, geom, materialize_cotangent), lax.optimization_barrier(tangent)
+    primal = _summed_windows(x, geom, materialize_cotangent, False)
+    return primal, lax.optimization_barrier(tangent)
 
 
 def _divisor(geom: WindowGeometry, count_include_pad: bool) -> np.ndarray:
@@ -247,13 +264,15 @@ def avg_pool(
         )
     geom = window_geometry(x.shape, window_shape, strides, padding, dilation=dilation,
                            ceil_mode=ceil_mode, max_padding_half_window=True)
-    total = _window_sum(x, geom)
     if divisor_override is not None:
         divisor = np.asarray(divisor_override)
     else:
         divisor = _divisor(geom, bool(count_include_pad))
         if np.all(divisor == divisor.flat[0]):
             divisor = divisor.flat[0]
+    # A per-window divisor makes the cotangent `g / divisor` a broadcast read that every
+    # tap's transpose would redo; computing it once measured faster (bench/pooling.py).
+    total = _window_sum(x, geom, materialize_cotangent=np.ndim(divisor) > 0)
     return (total / jnp.asarray(divisor, total.dtype)).astype(x.dtype)
 
 

@@ -17,7 +17,7 @@ from windowed_reference import random_config, ref_avg, ref_extreme, windows_for
 from poolnets.pooling import avg_pool, lp_pool, max_pool, min_pool, sum_pool
 from poolnets.pooling._fast_extreme import choose_taps, tiles_input
 from poolnets.pooling.geometry import window_geometry
-from poolnets.pooling.indices import extreme_identity, window_arg_extreme
+from poolnets.pooling.indices import extreme_pool, window_arg_extreme
 
 
 def _tie_nan_heavy(rng, shape):
@@ -96,20 +96,21 @@ def _tap_to_flat_index(chosen, geom):
 
 def test_choose_taps_picks_the_general_paths_element_for_every_dtype():
     rng = np.random.default_rng(9200)
-    for dtype in (np.float32, np.int32, np.bool_):
-        for largest in (True, False):
-            kwargs, shape = random_config(rng, half_window_padding=True)
-            geom = window_geometry(shape, kwargs["window_shape"], kwargs["strides"],
-                                   kwargs["padding"], dilation=kwargs["dilation"],
-                                   ceil_mode=kwargs["ceil_mode"])
-            x = _tie_nan_heavy(rng, shape) if dtype == np.float32 else rng.integers(0, 2, shape)
-            x = jnp.asarray(x.astype(dtype))
-            value, chosen = choose_taps(x, geom, largest, extreme_identity(x.dtype, largest))
-            want = np.asarray(window_arg_extreme(x, geom, largest))
-            np.testing.assert_array_equal(_tap_to_flat_index(chosen, geom), want,
-                                          err_msg=str((kwargs, shape, dtype)))
-            fn = max_pool if largest else min_pool
-            np.testing.assert_array_equal(value, fn(x, **kwargs), err_msg=str(kwargs))
+    for dtype, largest, _ in itertools.product((np.float32, np.int32, np.bool_), (True, False),
+                                               range(4)):
+        kwargs, shape = random_config(rng, half_window_padding=True)
+        geom = window_geometry(shape, kwargs["window_shape"], kwargs["strides"],
+                               kwargs["padding"], dilation=kwargs["dilation"],
+                               ceil_mode=kwargs["ceil_mode"])
+        x = _tie_nan_heavy(rng, shape) if dtype == np.float32 else rng.integers(0, 2, shape)
+        x = jnp.asarray(x.astype(dtype))
+        value = extreme_pool(x, geom, largest)
+        chosen = choose_taps(x, value, geom)
+        want = np.asarray(window_arg_extreme(x, geom, largest))
+        np.testing.assert_array_equal(_tap_to_flat_index(chosen, geom), want,
+                                      err_msg=str((kwargs, shape, dtype)))
+        fn = max_pool if largest else min_pool
+        np.testing.assert_array_equal(value, fn(x, **kwargs), err_msg=str(kwargs))
 
 
 @pytest.mark.parametrize("largest", [True, False])
@@ -152,3 +153,49 @@ def test_avg_sum_lp_vjp_match_reference(chunk):
         np.testing.assert_allclose(np.asarray(y), want, rtol=1e-5, atol=1e-5, err_msg=msg)
         np.testing.assert_allclose(np.asarray(pull(g)[0]), want_grad, rtol=1e-4, atol=1e-5,
                                    err_msg=msg)
+
+
+# One geometry per formulation branch (poolnets.pooling._fast_extreme / windowed): tiled
+# windows, <= 9 taps (strided-slice transposes, n-D reduce_window primal under jvp),
+# 10..32 taps (phase-grid transposes, separable primal), > 32 taps (reduce_window only).
+_BRANCH_CONFIGS = [
+    ({"window_shape": (2, 2)}, (2, 6, 4, 3)),
+    ({"window_shape": (3, 3), "strides": (2, 2), "padding": 1}, (2, 7, 8, 3)),
+    ({"window_shape": (3, 3, 3), "strides": (2, 2, 2), "padding": 1, "ceil_mode": True},
+     (1, 5, 6, 5, 2)),
+    ({"window_shape": (5, 5), "strides": (1, 1), "padding": 2, "dilation": (1, 2)},
+     (1, 6, 9, 2)),
+    ({"window_shape": (6, 6), "strides": (2, 2), "padding": (3, 0)}, (1, 9, 8, 2)),
+    ({"window_shape": (2, 3, 2, 3), "strides": (1, 2, 1, 2)}, (1, 3, 5, 3, 4, 2)),
+]
+
+
+@pytest.mark.parametrize("kwargs, shape", _BRANCH_CONFIGS)
+def test_every_formulation_branch_matches_reference(kwargs, shape):
+    n = len(kwargs["window_shape"])
+    kwargs = {"strides": None, "padding": 0, "dilation": (1,) * n, "ceil_mode": False,
+              **kwargs}
+    rng = np.random.default_rng(9400 + len(shape) + kwargs["window_shape"][0])
+    w = windows_for(kwargs, shape)
+    x = _tie_nan_heavy(rng, shape)
+    x = np.where(np.isnan(x), 0.5, x).astype(np.float32)  # finite: shared by every pool
+    cases = [("max", functools.partial(max_pool, **kwargs), ref_extreme),
+             ("avg", functools.partial(avg_pool, count_include_pad=False, **kwargs),
+              functools.partial(ref_avg, count_include_pad=False)),
+             ("sum", functools.partial(sum_pool, **kwargs), functools.partial(ref_avg, mode="sum"))]
+    for name, fn, ref in cases:
+        y = jax.jit(fn)(x)
+        g = rng.standard_normal(y.shape).astype(np.float32)
+        t = rng.standard_normal(shape).astype(np.float32)
+        out = ref(x, g, w)
+        want, want_grad = out[0], out[-1]
+        value, grad, tangent = jax.jit(functools.partial(_value_grad_tangent, fn))(x, g, t)
+        msg = str((name, kwargs, shape))
+        # the fused forward and the materialised primal under jvp agree
+        np.testing.assert_allclose(np.asarray(y), want, rtol=1e-5, atol=1e-5, err_msg=msg)
+        np.testing.assert_allclose(np.asarray(value), np.asarray(y), rtol=1e-6, err_msg=msg)
+        np.testing.assert_allclose(np.asarray(grad), want_grad, rtol=1e-4, atol=1e-5,
+                                   err_msg=msg)
+        # forward mode is the transpose of reverse mode: <g, J t> == <J^T g, t>
+        np.testing.assert_allclose(np.vdot(g, tangent), np.vdot(np.asarray(grad), t),
+                                   rtol=1e-4, err_msg=msg)
