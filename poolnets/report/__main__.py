@@ -39,6 +39,21 @@ def machine() -> str:
             f"backend {jax.default_backend()} ({jax.devices()[0].device_kind})")
 
 
+def code_version() -> str:
+    """The git commit of the package being run, "+ local changes" when its files differ."""
+    import subprocess
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    try:
+        commit = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"],
+                                capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", root, "status", "--porcelain", "poolnets"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+    return f"{commit}{' + local changes' if dirty else ''}"
+
+
 def _write(results: list, arrays: dict, meta: dict, config: Any, out: str) -> None:
     from poolnets.report.figures import make_figures
     from poolnets.report.writeup import write_readme
@@ -103,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         f" --config {args.config}" if args.config else "") + "".join(
         f" --set {s}" for s in args.set) + (f" --out {args.out}" if args.out != "report" else "")
     meta = {"command": command, "machine": start_info, "wall_s": round(wall, 1),
+            "code": code_version(),
             "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
             "config": config.to_dict(), "skipped": skipped}
     os.makedirs(args.out, exist_ok=True)

@@ -341,7 +341,9 @@ def claim_gap_head(R: Results, cfg: dict) -> str | None:
             f"consistency {cs}** (max pooling, global-average vs flatten head). Test "
             f"{_fmt(gap, 'test_accuracy')} vs {_fmt(flat, 'test_accuracy')}; consistency "
             f"{_fmt(gap, 'shift_consistency')} vs {_fmt(flat, 'shift_consistency')}; "
-            f"{gap['params']:,} vs {flat['params']:,} parameters. Variants that trained: "
+            f"{gap['params']:,} vs {flat['params']:,} parameters; trained {gap['steps']} vs "
+            f"{flat['steps']} steps (the avg head needs the longer budget to learn at all). "
+            "Variants that trained: "
             f"{trained['avg']}/{total['avg']} with the avg head, {trained['flatten']}/"
             f"{total['flatten']} with flatten.")
 

@@ -149,7 +149,8 @@ def measure(model: Any, label: dict, data: dict, probe: Probe, config: Any,
                "max_shift_train": fit.max_shift,
                "compile_s": round(timing["compile_s"], 2), "train_s": round(timing["train_s"], 2)}
     arrays: dict[str, np.ndarray] = {}
-    layer = label.get("feature_layer")
+    # ERF and Grad-CAM are drawn for the main sweep and the stages only
+    layer = label.get("feature_layer") if label["kind"] in ("zoo", "stages") else None
     if layer:
         erf_x = test.images[: config.erf_images]
         heat = receptive_field.effective_receptive_field(model, variables, erf_x, layer)
