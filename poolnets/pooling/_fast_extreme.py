@@ -63,6 +63,16 @@ def tile_view(xp: jax.Array, geom: WindowGeometry) -> jax.Array:
     return xp.reshape(xp.shape[:nb] + split + xp.shape[-1:])
 
 
+def tile_reduce(x: jax.Array, geom: WindowGeometry, fill, op) -> jax.Array:
+    """Reduce (`lax.add`/`lax.max`/`lax.min`) each window of a tiling geometry: a reshape
+    and a reduction, which XLA materialises without the broadcast operand that its
+    `reduce_window` lowering needs (an extra output-sized array per call, measured)."""
+    nb = geom.num_batch_dims
+    tiles = tile_view(padded(x, geom, fill), geom)
+    dims = tuple(nb + 2 * a + 1 for a in range(geom.num_spatial))
+    return lax.reduce(tiles, np.asarray(fill, x.dtype), op, dims)
+
+
 def _tiled_taps(xp: jax.Array, geom: WindowGeometry):
     """Taps of the tile view `(*batch, o1, k1, ..., C)`, row-major over window offsets."""
     nb = geom.num_batch_dims

@@ -32,6 +32,7 @@ from poolnets.pooling._fast_extreme import (
     MAX_SLICED_TAPS,
     choose_taps,
     routed_tangent,
+    tiles_input,
     window_taps,
 )
 from poolnets.pooling.geometry import (
@@ -126,7 +127,8 @@ def _extreme_pool(x: jax.Array, geom: WindowGeometry, largest: bool, fused: bool
     # into its consumers); otherwise reduce_window, which XLA always materialises.
     op = lax.max if largest else lax.min
     identity = extreme_identity(x.dtype, largest)
-    if fused and window_size(geom) <= MAX_SLICED_TAPS:
+    # Tiles stay fused under jvp too: their cotangent is broadcast, read once per tap.
+    if (fused or tiles_input(geom)) and window_size(geom) <= MAX_SLICED_TAPS:
         return functools.reduce(op, window_taps(x, geom, identity))
     return lax.reduce_window(x, identity, op, **geom.lax_window_args())
 

@@ -27,9 +27,8 @@ from jax import lax
 from poolnets.pooling._fast_extreme import (
     MAX_SLICED_TAPS,
     cotangent_boundary,
-    padded,
     tangent_taps,
-    tile_view,
+    tile_reduce,
     tiles_input,
     window_taps,
 )
@@ -73,7 +72,8 @@ def _summed_windows(
     # otherwise reduce_window, which XLA always materialises.
     zero = np.zeros((), x.dtype)  # a NumPy init lets lax recognise the add monoid
     taps = window_size(geom)
-    if fused and taps <= MAX_SLICED_TAPS:
+    # Tiles stay fused under jvp too: their cotangent is broadcast, read once per tap.
+    if (fused or tiles_input(geom)) and taps <= MAX_SLICED_TAPS:
         return functools.reduce(operator.add, window_taps(x, geom, 0))
     if taps <= 9:
         return lax.reduce_window(x, zero, lax.add, **geom.lax_window_args())
@@ -95,11 +95,8 @@ def _summed_windows(
 
 
 def _tap_sum(t: jax.Array, geom: WindowGeometry) -> jax.Array:
-    if tiles_input(geom):
-        # windows tile the input: a reshape and a sum, whose transpose is one broadcast
-        nb = geom.num_batch_dims
-        tiles = tile_view(padded(t, geom, 0), geom)
-        return tiles.sum(axis=tuple(nb + 2 * a + 1 for a in range(geom.num_spatial)))
+    if tiles_input(geom):  # a reshape and a sum, whose transpose is one broadcast
+        return tile_reduce(t, geom, np.zeros((), t.dtype), lax.add)
     if window_size(geom) <= MAX_SLICED_TAPS:
         return functools.reduce(operator.add, tangent_taps(t, geom))
     return _summed_windows(t, geom, False, False)
@@ -114,9 +111,10 @@ def _summed_windows_jvp(geom, materialize_cotangent, fused, primals, tangents):
     # the tap sum once per tap (see poolnets.pooling.indices._extreme_pool_jvp).
     (x,), (t,) = primals, tangents
     tangent = _tap_sum(t, geom)
-    if materialize_cotangent:
+    if materialize_cotangent and not tiles_input(geom):  # a broadcast reads it only once
         tangent = cotangent_boundary(tangent)
-    primal = _summed_windows(x, geom, materialize_cotangent, False)
+    # (A materialised cotangent already stops that re-run, so the primal may stay fused.)
+    primal = _summed_windows(x, geom, materialize_cotangent, materialize_cotangent)
     return primal, lax.optimization_barrier(tangent)
 
 
