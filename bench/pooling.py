@@ -13,6 +13,15 @@ random g); `compile s` is trace + lower + XLA compile of the forward / of the VJ
 only). The libraries run interleaved in the same loop (poolnets, flax, torch NHWC, torch
 NCHW, order rotated every repeat) so machine load affects them alike. float32,
 channels-last for JAX.
+
+Allocator: these ops are memory-bound and both XLA:CPU and PyTorch allocate every output
+fresh, so page faults on new memory are a large share of every fwd+bwd time here, and
+how often a library pays them depends on what the process freed before (glibc's dynamic
+mmap threshold): the same op measured 3.8 and 19.8 ms in two runs. `--glibc-reuse`
+re-executes the script with `MALLOC_MMAP_THRESHOLD_` and `MALLOC_TRIM_THRESHOLD_` set, so
+glibc keeps freed memory for reuse; PyTorch then pays no page faults, XLA:CPU (which does
+not take its large buffers from glibc's heap) still does. The default is the allocator
+every user gets.
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ import argparse
 import functools
 import os
 import statistics
+import sys
 import time
 
 import flax.linen as nn
@@ -170,13 +180,19 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--only", default="", help="comma-separated name prefixes")
     parser.add_argument("--small", action="store_true", help="smaller batches (quick look)")
+    parser.add_argument("--glibc-reuse", action="store_true",
+                        help="rerun with glibc keeping freed memory (see the module docstring)")
     args = parser.parse_args()
+    if args.glibc_reuse and "MALLOC_MMAP_THRESHOLD_" not in os.environ:
+        env = dict(os.environ, MALLOC_MMAP_THRESHOLD_=str(2**32), MALLOC_TRIM_THRESHOLD_=str(2**32))
+        os.execve(sys.executable, [sys.executable, *sys.argv], env)
     rng = np.random.default_rng(0)
     prefixes = [p for p in args.only.split(",") if p]
     header = ["op", "shape", "library", "fwd ms", "fwd+bwd ms", "compile s (fwd / vjp)"]
     print(f"jax {jax.__version__}, torch {torch.__version__ if torch else 'absent'} "
           f"({torch.get_num_threads() if torch else 0} threads), cpus {os.cpu_count()}, "
-          f"load average before {os.getloadavg()}, repeats {args.repeats}; "
+          f"load average before {os.getloadavg()}, repeats {args.repeats}, "
+          f"MALLOC_MMAP_THRESHOLD_={os.environ.get('MALLOC_MMAP_THRESHOLD_', 'unset')}; "
           "fwd+bwd = jax.vjp with a random cotangent argument (torch: backward(g))")
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
