@@ -248,8 +248,10 @@ def claim_augmentation(R: Results, cfg: dict) -> str | None:
                "the architecture contributes more" if max(gains) < spread else "both matter")
     rows = "; ".join(
         f"{b['downsample']} {_m(b, 'shift_consistency'):.3f} -> {_m(a, 'shift_consistency'):.3f}"
-        f" (acc @ {cfg['shifts'][last]} px {_m(b, 'shift_accuracy', last):.3f} -> "
-        f"{_m(a, 'shift_accuracy', last):.3f}, {compare(a, b, 'shift_consistency')})"
+        f" ({compare(a, b, 'shift_consistency')}; accuracy at a {cfg['shifts'][last]} px shift "
+        f"{_m(b, 'shift_accuracy', last):.3f} -> {_m(a, 'shift_accuracy', last):.3f}, "
+        f"{compare(a, b, 'shift_accuracy', last)}; clean test accuracy "
+        f"{_m(b, 'test_accuracy'):.3f} -> {_m(a, 'test_accuracy'):.3f})"
         for b, a in pairs)
     return (f"**{verdict}**. Shift consistency without -> with random train shifts up to "
             f"{px} px: {rows}. Spread between architectures: {spread:.3f} without "

@@ -52,7 +52,7 @@ def test_augmentation_verdict_compares_gain_with_architecture_spread():
                      max_shift_train=4)]
     text = claim_augmentation(Results(base + big_gain), CFG)
     assert text.startswith("**augmentation contributes more**")
-    assert "max 0.300 -> 0.800" in text and "Spread between architectures: 0.100" in text
+    assert "max 0.300 -> 0.800 (higher;" in text and "Spread between architectures: 0.100" in text
     small_gain = [_row("max/flatten+shift4", "augment", consistency=(0.32, 0.33, 0.31),
                        max_shift_train=4),
                   _row("blur/flatten+shift4", "augment", consistency=(0.42, 0.43, 0.41),
