@@ -41,7 +41,7 @@ def test_upsampling_brute_force():
 
 def test_unknown_dataset_names_choices():
     assert dataset_names() == ["cifar10", "cifar100", "digits", "fashion_mnist", "imagenet2012",
-                               "imagenette", "mnist", "synthetic"]
+                               "imagenette", "mnist", "synthetic", "textures"]
     with pytest.raises(ValueError, match=r"unknown dataset 'svhn'; choices: cifar10, cifar100"):
         get_spec("svhn")
 
