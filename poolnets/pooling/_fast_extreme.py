@@ -226,7 +226,7 @@ def choose_taps(x: jax.Array, value: jax.Array, geom: WindowGeometry) -> jax.Arr
             last_nan = lax.select(nan & (last_nan < 0), tap_number, last_nan)
     if is_float:
         first_equal = lax.select(jnp.isnan(value), last_nan, first_equal)
-    return _materialized(first_equal)
+    return materialized(first_equal)
 
 
 def cotangent_boundary(t: jax.Array) -> jax.Array:
@@ -244,8 +244,8 @@ def cotangent_boundary(t: jax.Array) -> jax.Array:
     return pair[..., 0]
 
 
-def _materialized(a: jax.Array) -> jax.Array:
-    """`a` (an integer array), computed once into memory.
+def materialized(a: jax.Array) -> jax.Array:
+    """`a` (an integer or float array), computed once into memory.
 
     Without this, XLA (CPU) fuses the whole tap scan into the transposed scatter and
     re-runs it for every tap of every window (measured ~20x slower); an
@@ -253,7 +253,10 @@ def _materialized(a: jax.Array) -> jax.Array:
     dtype minimum (over a new pair axis) is an identity that XLA does not fuse into
     its consumers; it measured the cheapest such boundary.
     """
-    init = np.array(jnp.iinfo(a.dtype).min, a.dtype)
+    if jnp.issubdtype(a.dtype, jnp.floating):
+        init = np.array(-np.inf, a.dtype)  # max(v, -inf) is v, NaN and -0.0 included
+    else:
+        init = np.array(jnp.iinfo(a.dtype).min, a.dtype)
     pair = lax.reduce_window(a[..., None], init, lax.max, (1,) * a.ndim + (2,),
                              (1,) * (a.ndim + 1), ((0, 0),) * a.ndim + ((0, 1),))
     return pair[..., 0]

@@ -27,6 +27,7 @@ from jax import lax
 from poolnets.pooling._fast_extreme import (
     MAX_SLICED_TAPS,
     cotangent_boundary,
+    materialized,
     tangent_taps,
     tile_reduce,
     tiles_input,
@@ -74,7 +75,8 @@ def _summed_windows(
     taps = window_size(geom)
     # Tiles stay fused under jvp too: their cotangent is broadcast, read once per tap.
     if (fused or tiles_input(geom)) and taps <= MAX_SLICED_TAPS:
-        return functools.reduce(operator.add, window_taps(x, geom, 0))
+        total = functools.reduce(operator.add, window_taps(x, geom, 0))
+        return total if fused or not materialize_cotangent else materialized(total)
     if taps <= 9:
         return lax.reduce_window(x, zero, lax.add, **geom.lax_window_args())
     # Larger windows: one 1-D reduce_window per spatial axis (a box sum is a product of
@@ -113,8 +115,10 @@ def _summed_windows_jvp(geom, materialize_cotangent, fused, primals, tangents):
     tangent = _tap_sum(t, geom)
     if materialize_cotangent and not tiles_input(geom):  # a broadcast reads it only once
         tangent = cotangent_boundary(tangent)
-    # (A materialised cotangent already stops that re-run, so the primal may stay fused.)
-    primal = _summed_windows(x, geom, materialize_cotangent, materialize_cotangent)
+    # A materialised cotangent already stops that re-run, so the primal may stay fused
+    # (tiles have no cotangent boundary: their primal is materialised instead).
+    fused_primal = materialize_cotangent and not tiles_input(geom)
+    primal = _summed_windows(x, geom, materialize_cotangent, fused_primal)
     return primal, lax.optimization_barrier(tangent)
 
 
