@@ -3,74 +3,23 @@ sentence that supports it (every sentence about a result is computed here)."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
-TRAINED = 0.5  # variants below this mean test accuracy did not learn within the budget
-
-
-def _m(r: dict, key: str, i: int | None = None) -> float:
-    v = r[key]["mean"]
-    return v[i] if i is not None else v
-
-
-def _s(r: dict, key: str, i: int | None = None) -> float:
-    v = r[key]["std"]
-    return v[i] if i is not None else v
-
-
-def _fmt(r: dict, key: str, i: int | None = None, digits: int = 3) -> str:
-    return f"{_m(r, key, i):.{digits}f} ± {_s(r, key, i):.{digits}f}"
-
-
-def compare(a: dict, b: dict, key: str, i: int | None = None) -> str:
-    """"higher", "lower" or "indistinguishable": a's mean vs b's, where a difference counts
-    only beyond 2 standard errors of the difference (and at least 0.005)."""
-    n = max(len(a[key]["runs"]), 1)
-    diff = _m(a, key, i) - _m(b, key, i)
-    se = math.sqrt((_s(a, key, i) ** 2 + _s(b, key, i) ** 2) / n)
-    if abs(diff) <= max(2 * se, 0.005):
-        return "indistinguishable"
-    return "higher" if diff > 0 else "lower"
-
-
-class Results:
-    """Lookup of measured variants by name ("max/flatten", "stack2")."""
-
-    def __init__(self, results: list[dict]):
-        self.by_name = {r["name"]: r for r in results}
-        self.zoo = [r for r in results if r["kind"] == "zoo"]
-        self.stages = sorted((r for r in results if r["kind"] == "stages"),
-                             key=lambda r: r["stages"])
-        self.augment = [r for r in results if r["kind"] == "augment"]
-        self.texture = [r for r in results if r["kind"] == "texture"]
-        heads = list(dict.fromkeys(r["head"] for r in self.zoo))
-        self.head = heads[0] if heads else None
-
-    def get(self, downsample: str, head: str | None = None) -> dict | None:
-        return self.by_name.get(f"{downsample}/{head or self.head}")
-
-    def trained(self, head: str | None = None) -> list[dict]:
-        return [r for r in self.zoo if _m(r, "test_accuracy") >= TRAINED
-                and (head is None or r["head"] == head)]
-
-
-def _need(*rows: dict | None) -> bool:
-    return all(r is not None for r in rows)
-
-
-def _untrained(*rows: dict) -> str | None:
-    """A verdict stub when a compared variant did not learn (its invariances are vacuous)."""
-    names = [r["name"] for r in rows if _m(r, "test_accuracy") < TRAINED]
-    if not names:
-        return None
-    return (f"**inconclusive**: {', '.join(names)} did not train within the budget (test "
-            f"accuracy below {TRAINED}), so its invariance and robustness are not comparable.")
+from poolnets.report.results import (
+    Results,
+    compare,
+    fmt,
+    have,
+    index_of,
+    mean,
+    rf_text,
+    untrained,
+)
 
 
 def claim_cost(R: Results, cfg: dict) -> str | None:
     none, mx, sc = R.get("none"), R.get("max"), R.get("strided_conv")
-    if not _need(none, mx):
+    if not have(none, mx):
         return None
     text = (f"With the {R.head} head, no pooling has {none['params']:,} parameters and "
             f"{none['flops'] / 1e6:.2f} MFLOPs per image (XLA); max pooling has "
@@ -92,41 +41,37 @@ def claim_cost(R: Results, cfg: dict) -> str | None:
 
 def claim_shift(R: Results, cfg: dict) -> str | None:
     none, mx = R.get("none"), R.get("max")
-    if not _need(none, mx):
+    if not have(none, mx):
         return None
-    if (stub := _untrained(none, mx)) is not None:
+    if (stub := untrained(none, mx)) is not None:
         return stub
     trained = R.trained()
-    best = max(trained, key=lambda r: _m(r, "shift_consistency")) if trained else None
-    worst = min(trained, key=lambda r: _m(r, "shift_consistency")) if trained else None
+    best = max(trained, key=lambda r: mean(r, "shift_consistency")) if trained else None
+    worst = min(trained, key=lambda r: mean(r, "shift_consistency")) if trained else None
     last = len(cfg["shifts"]) - 1
     verdict = {"higher": "supports", "lower": "contradicts",
                "indistinguishable": "no measurable effect"}[
         compare(mx, none, "shift_consistency")]
     text = (f"Shift consistency (two random shifts up to {cfg['consistency_max_shift']} px): "
-            f"max {_fmt(mx, 'shift_consistency')} vs none {_fmt(none, 'shift_consistency')}. "
-            f"Accuracy at a {cfg['shifts'][last]} px shift: max {_fmt(mx, 'shift_accuracy', last)}"
-            f", none {_fmt(none, 'shift_accuracy', last)} (unshifted: "
-            f"{_m(mx, 'shift_accuracy', 0):.3f} / {_m(none, 'shift_accuracy', 0):.3f}).")
+            f"max {fmt(mx, 'shift_consistency')} vs none {fmt(none, 'shift_consistency')}. "
+            f"Accuracy at a {cfg['shifts'][last]} px shift: max {fmt(mx, 'shift_accuracy', last)}"
+            f", none {fmt(none, 'shift_accuracy', last)} (unshifted: "
+            f"{mean(mx, 'shift_accuracy', 0):.3f} / {mean(none, 'shift_accuracy', 0):.3f}).")
     if best is not None:
         text += (f" Most consistent trained variant: {best['name']} "
-                 f"({_m(best, 'shift_consistency'):.3f}); least: {worst['name']} "
-                 f"({_m(worst, 'shift_consistency'):.3f}).")
+                 f"({mean(best, 'shift_consistency'):.3f}); least: {worst['name']} "
+                 f"({mean(worst, 'shift_consistency'):.3f}).")
         exact = [r["name"] for r in trained if min(r["shift_consistency"]["runs"]) == 1.0]
         text += (f" Fully consistent in every seed: {', '.join(exact)}." if exact
                  else " No trained variant is fully consistent.")
     return f"**{verdict}**. {text}"
 
 
-def _at(cfg_values: list, value: float) -> int | None:
-    return cfg_values.index(value) if value in cfg_values else None
-
-
 def claim_rotation_scale(R: Results, cfg: dict) -> str | None:
     none, mx = R.get("none"), R.get("max")
-    if not _need(none, mx):
+    if not have(none, mx):
         return None
-    if (stub := _untrained(none, mx)) is not None:
+    if (stub := untrained(none, mx)) is not None:
         return stub
     ir, lo, hi = len(cfg["rotations"]) - 1, 0, len(cfg["scalings"]) - 1
     parts = []
@@ -134,7 +79,7 @@ def claim_rotation_scale(R: Results, cfg: dict) -> str | None:
                          ("scaling", lo, f"zoom {cfg['scalings'][lo]:g}"),
                          ("scaling", hi, f"zoom {cfg['scalings'][hi]:g}")):
         parts.append((what, compare(mx, none, key, i),
-                      f"{what}: max {_fmt(mx, key, i)}, none {_fmt(none, key, i)}"))
+                      f"{what}: max {fmt(mx, key, i)}, none {fmt(none, key, i)}"))
     verdicts = {c for _, c, _ in parts}
     verdict = ("supports" if verdicts == {"higher"} else "contradicts" if verdicts == {"lower"}
                else "mixed: " + ", ".join(f"{w} {c}" for w, c, _ in parts))
@@ -143,55 +88,49 @@ def claim_rotation_scale(R: Results, cfg: dict) -> str | None:
 
 def claim_overfitting(R: Results, cfg: dict) -> str | None:
     none, mx = R.get("none"), R.get("max")
-    if not _need(none, mx):
+    if not have(none, mx):
         return None
-    if (stub := _untrained(none, mx)) is not None:
+    if (stub := untrained(none, mx)) is not None:
         return stub
     c = compare(mx, none, "gap")
     verdict = {"lower": "supports", "higher": "contradicts",
                "indistinguishable": "no measurable effect"}[c]
     return (f"**{verdict}** at this budget ({mx['steps']} steps). Train-test gap: max "
-            f"{_fmt(mx, 'gap')} (train {_m(mx, 'train_accuracy'):.3f}, test "
-            f"{_m(mx, 'test_accuracy'):.3f}); none {_fmt(none, 'gap')} (train "
-            f"{_m(none, 'train_accuracy'):.3f}, test {_m(none, 'test_accuracy'):.3f}).")
+            f"{fmt(mx, 'gap')} (train {mean(mx, 'train_accuracy'):.3f}, test "
+            f"{mean(mx, 'test_accuracy'):.3f}); none {fmt(none, 'gap')} (train "
+            f"{mean(none, 'train_accuracy'):.3f}, test {mean(none, 'test_accuracy'):.3f}).")
 
 
 def claim_noise(R: Results, cfg: dict) -> str | None:
     none, mx, avg = R.get("none"), R.get("max"), R.get("avg")
-    ig, isp = _at(list(cfg["gaussian_sigmas"]), 0.3), _at(list(cfg["salt_pepper"]), 0.1)
-    if not _need(none, mx) or ig is None or isp is None:
+    ig, isp = index_of(list(cfg["gaussian_sigmas"]), 0.3), index_of(list(cfg["salt_pepper"]), 0.1)
+    if not have(none, mx) or ig is None or isp is None:
         return None
-    if (stub := _untrained(none, mx)) is not None:
+    if (stub := untrained(none, mx)) is not None:
         return stub
     cg, csp = compare(mx, none, "gaussian_noise", ig), compare(mx, none, "salt_and_pepper", isp)
     verdict = ("supports" if {cg, csp} == {"higher"} else "contradicts"
                if {cg, csp} == {"lower"} else f"mixed: Gaussian {cg}, salt-and-pepper {csp}")
-    text = (f"Accuracy at Gaussian sigma 0.3: max {_fmt(mx, 'gaussian_noise', ig)}, none "
-            f"{_fmt(none, 'gaussian_noise', ig)}; at 10% salt-and-pepper: max "
-            f"{_fmt(mx, 'salt_and_pepper', isp)}, none {_fmt(none, 'salt_and_pepper', isp)}.")
+    text = (f"Accuracy at Gaussian sigma 0.3: max {fmt(mx, 'gaussian_noise', ig)}, none "
+            f"{fmt(none, 'gaussian_noise', ig)}; at 10% salt-and-pepper: max "
+            f"{fmt(mx, 'salt_and_pepper', isp)}, none {fmt(none, 'salt_and_pepper', isp)}.")
     if avg is not None:
-        text += (f" avg: {_fmt(avg, 'gaussian_noise', ig)} and "
-                 f"{_fmt(avg, 'salt_and_pepper', isp)}.")
+        text += (f" avg: {fmt(avg, 'gaussian_noise', ig)} and "
+                 f"{fmt(avg, 'salt_and_pepper', isp)}.")
     return f"**{verdict}** (max vs none). {text}"
-
-
-def _rf(r: dict) -> str:
-    if "analytic_rf" not in r:
-        return "n/a"
-    return str(r["analytic_rf"][-1]["size"])
 
 
 def claim_receptive_field(R: Results, cfg: dict) -> str | None:
     none, mx = R.get("none"), R.get("max")
-    if not _need(none, mx) or "erf_area90" not in mx:
+    if not have(none, mx) or "erf_area90" not in mx:
         return None
-    if (stub := _untrained(none, mx)) is not None:
+    if (stub := untrained(none, mx)) is not None:
         return stub
     verdict = "supports" if mx.get("erf_area90", 0) > none.get("erf_area90", 0) else (
         "contradicts for the effective field")
     text = (f"Analytic receptive field of a unit after the last downsampling layer: max "
-            f"{_rf(mx)} px, none {_rf(none)} px. Effective receptive field (pixels holding 90% "
-            f"of |d unit / d input|, trained seed 0): max {mx['erf_area90']}, none "
+            f"{rf_text(mx)} px, none {rf_text(none)} px. Effective receptive field (pixels "
+            f"holding 90% of |d unit / d input|, trained seed 0): max {mx['erf_area90']}, none "
             f"{none['erf_area90']}.")
     if R.stages and "erf_area90" in R.stages[0]:
         text += " PoolStack ERF area by pooled stages: " + ", ".join(
@@ -205,13 +144,13 @@ _VERDICT = {"higher": "supports", "lower": "contradicts",
 
 def claim_edges_textures(R: Results, cfg: dict) -> str | None:
     mx, avg = R.get("max"), R.get("avg")
-    if not _need(mx, avg):
+    if not have(mx, avg):
         return None
-    if (stub := _untrained(mx, avg)) is not None:
+    if (stub := untrained(mx, avg)) is not None:
         return stub
     edges = compare(mx, avg, "test_accuracy")
-    text = (f"Digits (strokes, i.e. edges): max {_fmt(mx, 'test_accuracy')} vs avg "
-            f"{_fmt(avg, 'test_accuracy')} test accuracy ({R.head} head): max is {edges}.")
+    text = (f"Digits (strokes, i.e. edges): max {fmt(mx, 'test_accuracy')} vs avg "
+            f"{fmt(avg, 'test_accuracy')} test accuracy ({R.head} head): max is {edges}.")
     by_name = {r["name"]: r for r in R.texture}
     tmx = next((r for r in R.texture if r["downsample"] == "max"), None)
     tavg = tmx and by_name.get(tmx["name"].replace(":max/", ":avg/"))
@@ -220,10 +159,10 @@ def claim_edges_textures(R: Results, cfg: dict) -> str | None:
                 "measured in this run (config.texture_dataset).")
     textures = compare(tavg, tmx, "test_accuracy")
     text += (f" Textures (`{tmx['dataset']}`, class carried by local statistics only): avg "
-             f"{_fmt(tavg, 'test_accuracy')} vs max {_fmt(tmx, 'test_accuracy')}: avg is "
+             f"{fmt(tavg, 'test_accuracy')} vs max {fmt(tmx, 'test_accuracy')}: avg is "
              f"{textures}. All texture variants: " + ", ".join(
-                 f"{r['name'].split(':', 1)[1]} {_fmt(r, 'test_accuracy')}" for r in sorted(
-                     R.texture, key=lambda r: -_m(r, "test_accuracy"))) + ".")
+                 f"{r['name'].split(':', 1)[1]} {fmt(r, 'test_accuracy')}" for r in sorted(
+                     R.texture, key=lambda r: -mean(r, "test_accuracy"))) + ".")
     halves = (_VERDICT[edges], _VERDICT[textures])
     verdict = halves[0] if halves[0] == halves[1] else (
         f"edges: {halves[0]}; textures: {halves[1]}")
@@ -237,21 +176,22 @@ def claim_augmentation(R: Results, cfg: dict) -> str | None:
     if not pairs:
         return None
     last = len(cfg["shifts"]) - 1
-    if (stub := _untrained(*[r for p in pairs for r in p])) is not None:
+    if (stub := untrained(*[r for p in pairs for r in p])) is not None:
         return stub
-    base = [_m(b, "shift_consistency") for b, _ in pairs]
-    aug = [_m(a, "shift_consistency") for _, a in pairs]
+    base = [mean(b, "shift_consistency") for b, _ in pairs]
+    aug = [mean(a, "shift_consistency") for _, a in pairs]
     gains = [a - b for b, a in zip(base, aug, strict=True)]
     spread, spread_aug = max(base) - min(base), max(aug) - min(aug)
     px = pairs[0][1]["max_shift_train"]
     verdict = ("augmentation contributes more" if min(gains) > spread else
                "the architecture contributes more" if max(gains) < spread else "both matter")
     rows = "; ".join(
-        f"{b['downsample']} {_m(b, 'shift_consistency'):.3f} -> {_m(a, 'shift_consistency'):.3f}"
+        f"{b['downsample']} {mean(b, 'shift_consistency'):.3f} -> "
+        f"{mean(a, 'shift_consistency'):.3f}"
         f" ({compare(a, b, 'shift_consistency')}; accuracy at a {cfg['shifts'][last]} px shift "
-        f"{_m(b, 'shift_accuracy', last):.3f} -> {_m(a, 'shift_accuracy', last):.3f}, "
+        f"{mean(b, 'shift_accuracy', last):.3f} -> {mean(a, 'shift_accuracy', last):.3f}, "
         f"{compare(a, b, 'shift_accuracy', last)}; clean test accuracy "
-        f"{_m(b, 'test_accuracy'):.3f} -> {_m(a, 'test_accuracy'):.3f})"
+        f"{mean(b, 'test_accuracy'):.3f} -> {mean(a, 'test_accuracy'):.3f})"
         for b, a in pairs)
     return (f"**{verdict}**. Shift consistency without -> with random train shifts up to "
             f"{px} px: {rows}. Spread between architectures: {spread:.3f} without "
@@ -259,56 +199,30 @@ def claim_augmentation(R: Results, cfg: dict) -> str | None:
             f"{min(gains):+.3f} to {max(gains):+.3f}.")
 
 
-# Variants that compute the same function as another one on LeNet-5's even-sized maps, so
-# their numbers repeat the other's rather than being an independent result.
-KNOWN_IDENTICAL = {
-    "wavelet": ("avg", "the Haar LL band with orthonormal=False is the mean of each 2x2 "
-                "block, i.e. 2x2 average pooling"),
-}
-
-
-def identical_variants(R: Results) -> list[str]:
-    """Sentences naming variants whose per-seed numbers equal another variant's exactly."""
-    keys = ("test_accuracy", "train_accuracy", "shift_consistency", "gaussian_noise",
-            "rotation", "scaling")
-    notes = []
-    rows = R.zoo + R.texture + R.augment
-    for i, a in enumerate(rows):
-        for b in rows[:i]:
-            if all(a[k]["runs"] == b[k]["runs"] for k in keys) and a["params"] == b["params"]:
-                why = KNOWN_IDENTICAL.get(a["downsample"], (None, None))
-                reason = (f": {why[1]}" if why[0] == b["downsample"] else
-                          " (no known identity: possibly a coincidence at this budget)")
-                notes.append(f"`{a['name']}` gives exactly the numbers of `{b['name']}` in "
-                             f"every seed{reason}. It is not an independent result.")
-                break
-    return notes
-
-
 def claim_strided(R: Results, cfg: dict) -> str | None:
     mx, sc = R.get("max"), R.get("strided_conv")
-    if not _need(mx, sc):
+    if not have(mx, sc):
         return None
-    if (stub := _untrained(mx, sc)) is not None:
+    if (stub := untrained(mx, sc)) is not None:
         return stub
     ca, cs = compare(sc, mx, "test_accuracy"), compare(sc, mx, "shift_consistency")
     verdict = ("supports" if ca != "lower" else "contradicts") + f" for accuracy ({ca})"
     return (f"**{verdict}**; shift consistency {cs}. strided_conv test "
-            f"{_fmt(sc, 'test_accuracy')}, consistency {_fmt(sc, 'shift_consistency')}; max "
-            f"{_fmt(mx, 'test_accuracy')}, {_fmt(mx, 'shift_consistency')}; strided_conv has "
+            f"{fmt(sc, 'test_accuracy')}, consistency {fmt(sc, 'shift_consistency')}; max "
+            f"{fmt(mx, 'test_accuracy')}, {fmt(mx, 'shift_consistency')}; strided_conv has "
             f"{sc['params'] - mx['params']:+,} parameters.")
 
 
 def claim_overpooling(R: Results, cfg: dict) -> str | None:
     if len(R.stages) < 2:
         return None
-    best = max(R.stages, key=lambda r: _m(r, "test_accuracy"))
+    best = max(R.stages, key=lambda r: mean(r, "test_accuracy"))
     last = R.stages[-1]
     c = compare(last, best, "test_accuracy") if last is not best else "indistinguishable"
     verdict = "supports" if c == "lower" else "no measurable loss"
     return (f"**{verdict}** (PoolStack, {best['params']:,} parameters for every k). Test "
             "accuracy by pooled stages: " + ", ".join(
-                f"{r['stages']}: {_fmt(r, 'test_accuracy')}" for r in R.stages)
+                f"{r['stages']}: {fmt(r, 'test_accuracy')}" for r in R.stages)
             + f". Best k = {best['stages']}" + (
                 f"; k = {last['stages']} (most pooling) vs the best: {c}." if last is not best
                 else ", the most pooling measured; 0 stages was not run (see config.stages)."
@@ -317,23 +231,23 @@ def claim_overpooling(R: Results, cfg: dict) -> str | None:
 
 def claim_antialias(R: Results, cfg: dict) -> str | None:
     mx, blur = R.get("max"), R.get("blur")
-    if not _need(mx, blur):
+    if not have(mx, blur):
         return None
-    if (stub := _untrained(mx, blur)) is not None:
+    if (stub := untrained(mx, blur)) is not None:
         return stub
     c = compare(blur, mx, "shift_consistency")
     verdict = {"higher": "supports", "lower": "contradicts",
                "indistinguishable": "no measurable effect"}[c]
-    return (f"**{verdict}**. Shift consistency blur {_fmt(blur, 'shift_consistency')} vs max "
-            f"{_fmt(mx, 'shift_consistency')}; test accuracy {_fmt(blur, 'test_accuracy')} vs "
-            f"{_fmt(mx, 'test_accuracy')}.")
+    return (f"**{verdict}**. Shift consistency blur {fmt(blur, 'shift_consistency')} vs max "
+            f"{fmt(mx, 'shift_consistency')}; test accuracy {fmt(blur, 'test_accuracy')} vs "
+            f"{fmt(mx, 'test_accuracy')}.")
 
 
 def claim_gap_head(R: Results, cfg: dict) -> str | None:
     flat, gap = R.get("max", "flatten"), R.get("max", "avg")
-    if not _need(flat, gap):
+    if not have(flat, gap):
         return None
-    if (stub := _untrained(flat, gap)) is not None:
+    if (stub := untrained(flat, gap)) is not None:
         return stub
     ca = compare(gap, flat, "test_accuracy")
     cs = compare(gap, flat, "shift_consistency")
@@ -341,8 +255,8 @@ def claim_gap_head(R: Results, cfg: dict) -> str | None:
     total = {h: len([r for r in R.zoo if r["head"] == h]) for h in ("flatten", "avg")}
     return (f"**parameters: {flat['params'] / gap['params']:.1f}x fewer; accuracy {ca}; shift "
             f"consistency {cs}** (max pooling, global-average vs flatten head). Test "
-            f"{_fmt(gap, 'test_accuracy')} vs {_fmt(flat, 'test_accuracy')}; consistency "
-            f"{_fmt(gap, 'shift_consistency')} vs {_fmt(flat, 'shift_consistency')}; "
+            f"{fmt(gap, 'test_accuracy')} vs {fmt(flat, 'test_accuracy')}; consistency "
+            f"{fmt(gap, 'shift_consistency')} vs {fmt(flat, 'shift_consistency')}; "
             f"{gap['params']:,} vs {flat['params']:,} parameters; trained {gap['steps']} vs "
             f"{flat['steps']} steps (the avg head needs the longer budget to learn at all). "
             "Variants that trained: "

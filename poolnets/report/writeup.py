@@ -4,21 +4,21 @@ from __future__ import annotations
 
 import os
 
-from poolnets.report.claims import (
-    CLAIMS,
+from poolnets.report.claims import CLAIMS
+from poolnets.report.results import (
     TRAINED,
     Results,
-    _at,
-    _fmt,
-    _m,
-    _rf,
+    fmt,
     identical_variants,
+    index_of,
+    mean,
+    rf_text,
 )
 
 
 def main_table(R: Results, cfg: dict) -> list[str]:
     last = len(cfg["shifts"]) - 1
-    ig = _at(list(cfg["gaussian_sigmas"]), 0.3)
+    ig = index_of(list(cfg["gaussian_sigmas"]), 0.3)
     ir = len(cfg["rotations"]) - 1
     head = ["variant", "test acc", "train-test gap", "shift consistency",
             f"acc @ {cfg['shifts'][last]} px shift", "acc @ noise 0.3" if ig is not None else
@@ -28,14 +28,14 @@ def main_table(R: Results, cfg: dict) -> list[str]:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     same = {n.split("`")[1]: n.split("`")[3] for n in identical_variants(R)}
     for r in R.zoo + R.stages + R.augment + R.texture:
-        flag = "" if _m(r, "test_accuracy") >= TRAINED else " (did not train)"
+        flag = "" if mean(r, "test_accuracy") >= TRAINED else " (did not train)"
         if r["name"] in same:
             flag += f" (= {same[r['name']]})"
         lines.append("| " + " | ".join([
-            f"{r['name']}{flag}", _fmt(r, "test_accuracy"), _fmt(r, "gap"),
-            _fmt(r, "shift_consistency"), _fmt(r, "shift_accuracy", last),
-            _fmt(r, "gaussian_noise", ig), _fmt(r, "rotation", ir), f"{r['params']:,}",
-            f"{r['flops'] / 1e6:.2f}", _rf(r), str(r.get("erf_area90", "n/a"))]) + " |")
+            f"{r['name']}{flag}", fmt(r, "test_accuracy"), fmt(r, "gap"),
+            fmt(r, "shift_consistency"), fmt(r, "shift_accuracy", last),
+            fmt(r, "gaussian_noise", ig), fmt(r, "rotation", ir), f"{r['params']:,}",
+            f"{r['flops'] / 1e6:.2f}", rf_text(r), str(r.get("erf_area90", "n/a"))]) + " |")
     return lines
 
 
@@ -73,7 +73,7 @@ def write_readme(results: list[dict], meta: dict, figures: dict[str, str], out: 
         "Verdicts compare means: a difference counts only beyond two standard errors "
         "(and at least 0.005); otherwise it is \"indistinguishable\" / \"no measurable "
         "effect\". Everything below is produced from `results.json` by "
-        "`poolnets/report/claims.py` and `writeup.py`.", "",
+        "`poolnets/report/claims.py`, `results.py` and `writeup.py`.", "",
         "## Claims", "",
         "| claim | measurement | what the numbers show | figure |", "|---|---|---|---|",
     ]

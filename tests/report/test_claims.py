@@ -1,13 +1,9 @@
 """The generated verdicts of the texture and augmentation claims, and the detection of
 variants whose numbers repeat another's, on hand-made results with known answers."""
 
-from poolnets.report.claims import (
-    Results,
-    claim_augmentation,
-    claim_edges_textures,
-    identical_variants,
-)
+from poolnets.report.claims import claim_augmentation, claim_edges_textures
 from poolnets.report.config import default_config
+from poolnets.report.results import Results, identical_variants
 from poolnets.report.sweep import fit_config, variants
 
 CFG = {"shifts": [0, 4, 8]}

@@ -7,8 +7,8 @@ import os
 import pytest
 
 from poolnets.report.__main__ import main
-from poolnets.report.claims import compare
 from poolnets.report.config import default_config, resolve_downsamples
+from poolnets.report.results import compare
 
 
 def test_bad_arguments_exit_2(capsys, tmp_path):
