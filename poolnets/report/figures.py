@@ -194,7 +194,7 @@ def fig_augment(results: list[dict], config: Any, out: str) -> str | None:
     if not pairs:
         return None
     last = len(config.shifts) - 1
-    fig, axes = plt.subplots(1, 2, figsize=(8, 0.3 * len(pairs) + 1.4))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 0.3 * len(pairs) + 1.4))
     y = np.arange(len(pairs))
     for ax, key, i, title in ((axes[0], "shift_consistency", None, "shift consistency"),
                               (axes[1], "shift_accuracy", last,
@@ -212,7 +212,8 @@ def fig_augment(results: list[dict], config: Any, out: str) -> str | None:
         ax.set_title(title, fontsize=9)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3, axis="x")
-    axes[0].legend(fontsize=6, loc="lower left")
+    # beside the plots: inside, it covered the last bars
+    axes[1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
     return _save(fig, out, "augmentation.png")
 
 
