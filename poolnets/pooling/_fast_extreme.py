@@ -63,14 +63,12 @@ def tile_view(xp: jax.Array, geom: WindowGeometry) -> jax.Array:
     return xp.reshape(xp.shape[:nb] + split + xp.shape[-1:])
 
 
-def tile_reduce(x: jax.Array, geom: WindowGeometry, fill, op) -> jax.Array:
-    """Reduce (`lax.add`/`lax.max`/`lax.min`) each window of a tiling geometry: a reshape
-    and a reduction, which XLA materialises without the broadcast operand that its
-    `reduce_window` lowering needs (an extra output-sized array per call, measured)."""
+def tile_sum(x: jax.Array, geom: WindowGeometry) -> jax.Array:
+    """Sum of each window of a tiling geometry: a reshape and a reduction, whose
+    transpose (reverse mode) is one broadcast."""
     nb = geom.num_batch_dims
-    tiles = tile_view(padded(x, geom, fill), geom)
-    dims = tuple(nb + 2 * a + 1 for a in range(geom.num_spatial))
-    return lax.reduce(tiles, np.asarray(fill, x.dtype), op, dims)
+    tiles = tile_view(padded(x, geom, 0), geom)
+    return tiles.sum(axis=tuple(nb + 2 * a + 1 for a in range(geom.num_spatial)))
 
 
 def _tiled_taps(xp: jax.Array, geom: WindowGeometry):
@@ -193,9 +191,9 @@ def _real_tap_masks(geom: WindowGeometry):
 
 def choose_taps(x: jax.Array, value: jax.Array, geom: WindowGeometry) -> jax.Array:
     """PyTorch's choice per window given its extreme `value` (`(*batch, *out, C)`, from
-    `reduce_window`, which propagates NaN): the row-major number of the first tap equal
-    to `value`, or of the last NaN tap in a window whose value is NaN; -1 for a window
-    with no real element. int8 (int32 beyond 127 taps), `(*batch, *out, C)`.
+    `poolnets.pooling.indices.extreme_pool`, which propagates NaN): the row-major number
+    of the first tap equal to `value`, or of the last NaN tap in a window whose value is
+    NaN; -1 for a window with no real element. int8 (int32 beyond 127 taps), `(*batch, *out, C)`.
 
     Equivalent to PyTorch's running `value > best or isnan(value)` scan (tested against
     it): the running best ends at the window's extreme; it first reaches it at the first

@@ -29,7 +29,7 @@ from poolnets.pooling._fast_extreme import (
     cotangent_boundary,
     materialized,
     tangent_taps,
-    tile_reduce,
+    tile_sum,
     tiles_input,
     window_taps,
 )
@@ -97,8 +97,8 @@ def _summed_windows(
 
 
 def _tap_sum(t: jax.Array, geom: WindowGeometry) -> jax.Array:
-    if tiles_input(geom):  # a reshape and a sum, whose transpose is one broadcast
-        return tile_reduce(t, geom, np.zeros((), t.dtype), lax.add)
+    if tiles_input(geom):
+        return tile_sum(t, geom)
     if window_size(geom) <= MAX_SLICED_TAPS:
         return functools.reduce(operator.add, tangent_taps(t, geom))
     return _summed_windows(t, geom, False, False)
