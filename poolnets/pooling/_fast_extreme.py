@@ -12,12 +12,11 @@ wins, padding never wins; a window of `-inf` picks its first real element).
 `choose_taps` finds the same tap from the window's value in one fused pass, and the
 derivative is linear in the tangent and needs no indices:
 `dy = sum_k where(chosen == k, tap_k(dx), 0)`; JAX transposes it for reverse mode.
-`tangent_taps` picks the tap form whose transpose is fastest: strided slices transpose
-to interior pads of the cotangent (the issue's "interior padding" formulation), fused
-into one pass that evaluates every tap per input element, best for small windows; phase
-grids (the input split by position modulo the stride) transpose to per-phase sums of
-shifted cotangents and one interleave, touching only the taps that land on each element,
-best for larger windows. Tiled windows transpose to one masked broadcast.
+`tangent_taps` gives the taps as slices of phase grids (the input split by position
+modulo the stride), whose transposes are per-phase sums of shifted cotangents and one
+interleave, touching only the taps that land on each element; tiled windows transpose
+to one masked broadcast. (Window sums, whose cotangent is the same for every tap, keep
+strided slices: their transposes, interior pads, fuse into one pass.)
 Same choice as the variadic `reduce_window` in `poolnets.pooling.indices` (tested); timings
 against flax.linen and PyTorch in bench/pooling.py.
 """
@@ -78,7 +77,7 @@ def _tiled_taps(xp: jax.Array, geom: WindowGeometry):
         yield xp[(slice(None),) * nb + tuple(v for i in offset for v in (slice(None), i))]
 
 
-def _strided_tap(x: jax.Array, geom: WindowGeometry, offset: tuple[int, ...], fill) -> jax.Array:
+def strided_tap(x: jax.Array, geom: WindowGeometry, offset: tuple[int, ...], fill) -> jax.Array:
     """Tap `offset` of every window: a strided slice of `x` over the windows where the tap
     lies on the input, padded with `fill` (at output resolution) where it does not.
 
@@ -113,7 +112,7 @@ def window_taps(x: jax.Array, geom: WindowGeometry, fill):
         yield from _tiled_taps(tile_view(padded(x, geom, fill), geom), geom)
         return
     for offset in itertools.product(*(range(k) for k in geom.window_shape)):
-        yield _strided_tap(x, geom, offset, fill)
+        yield strided_tap(x, geom, offset, fill)
 
 
 def _phase_grids(x: jax.Array, geom: WindowGeometry, fill) -> tuple[dict, tuple[int, ...]]:
@@ -151,17 +150,17 @@ def _phase_grids(x: jax.Array, geom: WindowGeometry, fill) -> tuple[dict, tuple[
     return {key: arr.reshape(shape) for key, arr in grids.items()}, tuple(grid)
 
 
-# Transposes of tangents over up to this many taps use `window_taps` (strided slices,
-# whose transposes are interior pads: one fused pass evaluating every tap per input
-# element); larger windows use phase grids, whose transpose sums only the taps that land
-# on each element (about prod(k / s)). Measured on bench/pooling.py shapes: 3x3 stride 2
-# faster with strided slices, 3x3x3 and 5x5 with phase grids.
-_MAX_INTERIOR_PAD_TAPS = 9
-
-
 def tangent_taps(t: jax.Array, geom: WindowGeometry):
-    """`window_taps(t, geom, 0)` in the form whose reverse mode is fastest for `geom`."""
-    if tiles_input(geom) or int(np.prod(geom.window_shape)) <= _MAX_INTERIOR_PAD_TAPS:
+    """`window_taps(t, geom, 0)` in the form whose reverse mode is fastest for `geom`:
+    tiles as reshapes (transpose: one broadcast), other windows as slices of phase
+    grids (transpose: per-phase sums of shifted cotangents and one interleave, touching
+    only the taps that land on each element). For routed max/min tangents on the
+    bench/pooling.py shapes, with an allocator that reuses memory (so page faults do not
+    hide compute), phase grids measured 16.3 vs 22.3 ms for 3x3 stride 2 fwd+bwd and no
+    worse for stride 1, than the strided slices' interior-padded transposes, which
+    evaluate every tap at every input element.
+    """
+    if tiles_input(geom):
         yield from window_taps(t, geom, 0)
         return
     nb = geom.num_batch_dims
@@ -234,9 +233,8 @@ def cotangent_boundary(t: jax.Array) -> jax.Array:
     reduction XLA does not fuse into the scatters that consume it. Worth it only when
     the cotangent is an expensive elementwise expression that XLA would otherwise
     recompute once per tap: an Lp pool's chain rule, which re-reads the forward window
-    sums (measured 2.8x faster with it), or an average pool's per-window divisor
-    (count_include_pad=False, measured ~1.2x faster). For a plain cotangent it costs an
-    extra pass (measured ~2x slower max VJPs), so max/sum pools do not use it.
+    sums (measured 2.8x faster with it). For a plain cotangent it costs an extra pass
+    (measured ~2x slower max VJPs), so max/sum/avg pools do not use it.
     """
     pair = lax.broadcast_in_dim(t, t.shape + (2,), tuple(range(t.ndim)))
     return pair[..., 0]

@@ -31,6 +31,7 @@ from jax import lax
 from poolnets.pooling._fast_extreme import (
     MAX_SLICED_TAPS,
     choose_taps,
+    materialized,
     routed_tangent,
     tiles_input,
     window_taps,
@@ -124,19 +125,21 @@ def extreme_pool(x: jax.Array, geom: WindowGeometry, largest: bool) -> jax.Array
 @functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2, 3))
 def _extreme_pool(x: jax.Array, geom: WindowGeometry, largest: bool, fused: bool) -> jax.Array:
     # fused: a chain of max/min over `window_taps`, which XLA fuses into one pass (and
-    # into its consumers); otherwise reduce_window, which XLA always materialises.
+    # into its consumers); otherwise (the primal under jvp) that chain materialised.
+    # Larger windows: reduce_window, which XLA always materialises.
     op = lax.max if largest else lax.min
     identity = extreme_identity(x.dtype, largest)
     # Tiles stay fused under jvp too: their cotangent is broadcast, read once per tap.
-    if (fused or tiles_input(geom)) and window_size(geom) <= MAX_SLICED_TAPS:
-        return functools.reduce(op, window_taps(x, geom, identity))
+    if window_size(geom) <= MAX_SLICED_TAPS:
+        value = functools.reduce(op, window_taps(x, geom, identity))
+        return value if fused or tiles_input(geom) else materialized(value)
     return lax.reduce_window(x, identity, op, **geom.lax_window_args())
 
 
 @_extreme_pool.defjvp
 def _extreme_pool_jvp(geom, largest, fused, primals, tangents):
     # Tap-wise choice and routing (poolnets.pooling._fast_extreme): same choice as
-    # `window_arg_extreme`, but its transpose is interior padding, not a scatter.
+    # `window_arg_extreme`, but its transpose is shifted sums per phase, not a scatter.
     # The primal is materialised: a fused tap chain would be re-evaluated once per tap
     # inside a transposed cotangent that depends on it (measured 4.5x slower and 5x longer
     # to compile for jit(grad) of relu(max_pool(x)) ** 2, bench shapes).

@@ -16,6 +16,7 @@ accepted here that PyTorch rejects. `sum_pool`, `lp_pool` and `pool` accept any 
 from __future__ import annotations
 
 import functools
+import itertools
 import operator
 from collections.abc import Callable
 
@@ -28,7 +29,7 @@ from poolnets.pooling._fast_extreme import (
     MAX_SLICED_TAPS,
     cotangent_boundary,
     materialized,
-    tangent_taps,
+    strided_tap,
     tile_sum,
     tiles_input,
     window_taps,
@@ -70,18 +71,15 @@ def _summed_windows(
     x: jax.Array, geom: WindowGeometry, materialize_cotangent: bool, fused: bool
 ) -> jax.Array:
     # fused: a sum of `window_taps`, one pass that XLA also fuses into consumers;
-    # otherwise reduce_window, which XLA always materialises.
-    zero = np.zeros((), x.dtype)  # a NumPy init lets lax recognise the add monoid
-    taps = window_size(geom)
-    # Tiles stay fused under jvp too: their cotangent is broadcast, read once per tap.
-    if (fused or tiles_input(geom)) and taps <= MAX_SLICED_TAPS:
+    # otherwise (the primal under jvp) that sum materialised, so that a cotangent
+    # computed from it does not re-run it once per tap.
+    if window_size(geom) <= MAX_SLICED_TAPS:
         total = functools.reduce(operator.add, window_taps(x, geom, 0))
-        return total if fused or not materialize_cotangent else materialized(total)
-    if taps <= 9:
-        return lax.reduce_window(x, zero, lax.add, **geom.lax_window_args())
+        return total if fused else materialized(total)
     # Larger windows: one 1-D reduce_window per spatial axis (a box sum is a product of
     # 1-D box sums), k_1 + k_2 + ... adds per output instead of k_1 * k_2 * ...; measured
     # 3x faster than one n-D reduce_window for 5x5 stride 1 (bench/pooling.py).
+    zero = np.zeros((), x.dtype)  # a NumPy init lets lax recognise the add monoid
     for axis in reversed(range(geom.num_spatial)):
         k, s, pad = geom.window_shape[axis], geom.strides[axis], geom.padding[axis]
         if (k, s, pad) == (1, 1, (0, 0)):
@@ -100,7 +98,7 @@ def _tap_sum(t: jax.Array, geom: WindowGeometry) -> jax.Array:
     if tiles_input(geom):
         return tile_sum(t, geom)
     if window_size(geom) <= MAX_SLICED_TAPS:
-        return functools.reduce(operator.add, tangent_taps(t, geom))
+        return functools.reduce(operator.add, window_taps(t, geom, 0))
     return _summed_windows(t, geom, False, False)
 
 
@@ -122,6 +120,38 @@ def _summed_windows_jvp(geom, materialize_cotangent, fused, primals, tangents):
     return primal, lax.optimization_barrier(tangent)
 
 
+def _window_mean(x: jax.Array, geom: WindowGeometry, count_include_pad: bool) -> jax.Array:
+    """Window sums over a per-window divisor (`_divisor`), in the accumulation dtype."""
+    acc = x.astype(_accumulate_dtype(x.dtype))
+    if tiles_input(geom) or window_size(geom) > MAX_SLICED_TAPS:
+        # tiles: the transposed sum is one broadcast, which reads `g / divisor` once
+        return _window_sum(acc, geom) / jnp.asarray(_divisor(geom, count_include_pad),
+                                                    acc.dtype)
+    return _divided_windows(acc, geom, count_include_pad, True)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2, 3))
+def _divided_windows(x: jax.Array, geom: WindowGeometry, count_include_pad: bool,
+                     fused: bool) -> jax.Array:
+    # fused: one pass (also fused into consumers); under jvp the mean is materialised,
+    # so that a cotangent computed from it does not redo the division once per tap.
+    total = functools.reduce(operator.add, window_taps(x, geom, 0))
+    mean = total / jnp.asarray(_divisor(geom, count_include_pad), x.dtype)
+    return mean if fused else materialized(mean)
+
+
+@_divided_windows.defjvp
+def _divided_windows_jvp(geom, count_include_pad, fused, primals, tangents):
+    # Tangent `sum_k tap_k(t / D_k)`, see `_tap_divisors`; the barrier as in
+    # `_summed_windows_jvp`.
+    (x,), (t,) = primals, tangents
+    offsets = itertools.product(*(range(k) for k in geom.window_shape))
+    taps = (strided_tap(t / jnp.asarray(d, t.dtype), geom, offset, 0)
+            for offset, d in zip(offsets, _tap_divisors(geom, count_include_pad), strict=True))
+    tangent = functools.reduce(operator.add, taps)
+    return _divided_windows(x, geom, count_include_pad, False), lax.optimization_barrier(tangent)
+
+
 def _divisor(geom: WindowGeometry, count_include_pad: bool) -> np.ndarray:
     """Per-window divisor, shape `(*out, 1)`, as a product of per-axis tap counts.
 
@@ -133,6 +163,33 @@ def _divisor(geom: WindowGeometry, count_include_pad: bool) -> np.ndarray:
     counts = [geom.tap_counts(a, include_padding=count_include_pad)
               for a in range(geom.num_spatial)]
     return np.maximum(broadcast_per_axis(counts), 1)
+
+
+def _tap_divisors(geom: WindowGeometry, count_include_pad: bool):
+    """Per window offset (row-major), `(*input_spatial, 1)`: at each input position, the
+    divisor of the window whose tap lands there (1 where none does).
+
+    `sum_k tap_k(t / D_k) == window_sum(t) / divisor`, and its transpose
+    `sum_k pad_k(g) / D_k` divides at input resolution by a constant, where the transpose
+    of `window_sum(t) / divisor` pads `g / divisor` once per tap: with a per-window
+    divisor XLA re-evaluates that broadcast division inside every tap's pad (measured
+    6.8 vs 35 ms for the transposed 3x3 stride-2 stem sum, fault-free allocator).
+    """
+    per_axis = []
+    for a in range(geom.num_spatial):
+        counts = geom.tap_counts(a, include_padding=count_include_pad)
+        starts = geom.window_starts(a)
+        vectors = []
+        for i in range(geom.window_shape[a]):
+            vec = np.ones(geom.input_shape[a], np.int64)
+            pos = starts + i * geom.dilation[a]
+            real = (pos >= 0) & (pos < geom.input_shape[a])
+            vec[pos[real]] = counts[real]
+            vectors.append(vec)
+        per_axis.append(vectors)
+    for offset in itertools.product(*(range(k) for k in geom.window_shape)):
+        divisor = broadcast_per_axis([per_axis[a][i] for a, i in enumerate(offset)])
+        yield np.maximum(divisor, 1)
 
 
 def pool(
@@ -270,11 +327,10 @@ def avg_pool(
         divisor = np.asarray(divisor_override)
     else:
         divisor = _divisor(geom, bool(count_include_pad))
-        if np.all(divisor == divisor.flat[0]):
-            divisor = divisor.flat[0]
-    # A per-window divisor makes the cotangent `g / divisor` a broadcast read that every
-    # tap's transpose would redo; computing it once measured faster (bench/pooling.py).
-    total = _window_sum(x, geom, materialize_cotangent=np.ndim(divisor) > 0)
+        if np.any(divisor != divisor.flat[0]):
+            return _window_mean(x, geom, bool(count_include_pad)).astype(x.dtype)
+        divisor = divisor.flat[0]
+    total = _window_sum(x, geom)
     return (total / jnp.asarray(divisor, total.dtype)).astype(x.dtype)
 
 
