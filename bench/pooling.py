@@ -20,10 +20,10 @@ depends on glibc, not on the pooling code. PyTorch allocates on the calling thre
 (glibc's main heap, reused below the dynamic mmap threshold); XLA:CPU allocates from
 its worker threads' arenas, whose heaps glibc unmaps or trims when the buffers are freed,
 so calls fault their outputs in again (counted with getrusage: 1,300-6,300 faults per
-call for a 25 MB output of 6,272 pages, 0 with one arena). `--glibc-reuse` re-executes the script with
-`MALLOC_ARENA_MAX=1` and mmap/trim thresholds of 4 GiB, so glibc keeps freed memory for
-both libraries and the table compares compute, not the kernel's page zeroing. The
-default is the allocator every user gets.
+call for a 25 MB output of 6,272 pages, 0 with one arena). `--glibc-reuse` re-executes
+the script with `MALLOC_ARENA_MAX=1` and mmap/trim thresholds of 4 GiB, so glibc keeps
+freed memory for both libraries and the table compares compute, not the kernel's page
+zeroing. The default is the allocator every user gets.
 """
 
 from __future__ import annotations

@@ -72,10 +72,11 @@ def _summed_windows(
 ) -> jax.Array:
     # fused: a sum of `window_taps`, one pass that XLA also fuses into consumers;
     # otherwise (the primal under jvp) that sum materialised, so that a cotangent
-    # computed from it does not re-run it once per tap.
+    # computed from it does not re-run it once per tap. Tiles stay fused: their
+    # cotangent is a broadcast, which reads it once per input element.
     if window_size(geom) <= MAX_SLICED_TAPS:
         total = functools.reduce(operator.add, window_taps(x, geom, 0))
-        return total if fused else materialized(total)
+        return total if fused or tiles_input(geom) else materialized(total)
     # Larger windows: one 1-D reduce_window per spatial axis (a box sum is a product of
     # 1-D box sums), k_1 + k_2 + ... adds per output instead of k_1 * k_2 * ...; measured
     # 3x faster than one n-D reduce_window for 5x5 stride 1 (bench/pooling.py).

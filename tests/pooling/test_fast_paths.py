@@ -18,6 +18,7 @@ from poolnets.pooling import avg_pool, lp_pool, max_pool, min_pool, sum_pool
 from poolnets.pooling._fast_extreme import choose_taps, tiles_input
 from poolnets.pooling.geometry import window_geometry
 from poolnets.pooling.indices import extreme_pool, window_arg_extreme
+from poolnets.pooling.windowed import _divisor
 
 
 def _tie_nan_heavy(rng, shape):
@@ -156,8 +157,10 @@ def test_avg_sum_lp_vjp_match_reference(chunk):
 
 
 # One geometry per formulation branch (poolnets.pooling._fast_extreme / windowed): tiled
-# windows, <= 9 taps (strided-slice transposes, n-D reduce_window primal under jvp),
-# 10..32 taps (phase-grid transposes, separable primal), > 32 taps (reduce_window only).
+# windows (reshapes, broadcast transposes); up to 32 taps (materialised tap chain as the
+# primal under jvp; max/min tangents through phase grids, sums through strided slices,
+# avg with a per-window divisor through per-tap input-resolution divisors); > 32 taps
+# (reduce_window, separable for sums).
 _BRANCH_CONFIGS = [
     ({"window_shape": (2, 2)}, (2, 6, 4, 3)),
     ({"window_shape": (3, 3), "strides": (2, 2), "padding": 1}, (2, 7, 8, 3)),
@@ -205,3 +208,40 @@ def test_every_formulation_branch_matches_reference(kwargs, shape):
         # forward mode is the transpose of reverse mode: <g, J t> == <J^T g, t>
         np.testing.assert_allclose(np.vdot(g, tangent), np.vdot(np.asarray(grad), t),
                                    rtol=1e-4, err_msg=msg)
+
+
+def test_avg_per_window_divisor_path_matches_reference():
+    """`avg_pool` with a per-window divisor (count_include_pad=False with padding, or the
+    ceil-mode overhang) routes through `_divided_windows`, whose tangent divides each
+    tap at input resolution (`_tap_divisors`). Value, reverse and forward mode, and the
+    Hessian-vector product of `sum(avg ** 2)` (2 A^T A v) against the brute-force loops,
+    on random geometries that have such a divisor."""
+    rng = np.random.default_rng(9500)
+    checked = 0
+    while checked < 8:
+        kwargs, shape = random_config(rng, half_window_padding=True)
+        cip = bool(rng.random() < 0.3)
+        geom = window_geometry(shape, kwargs["window_shape"], kwargs["strides"],
+                               kwargs["padding"], dilation=kwargs["dilation"],
+                               ceil_mode=kwargs["ceil_mode"])
+        divisor = _divisor(geom, cip)
+        if tiles_input(geom) or np.all(divisor == divisor.flat[0]):
+            continue
+        checked += 1
+        w = windows_for(kwargs, shape)
+        fn = functools.partial(avg_pool, count_include_pad=cip, **kwargs)
+        ref = functools.partial(ref_avg, count_include_pad=cip)
+        x = rng.standard_normal(shape).astype(np.float32)
+        g = rng.standard_normal(jax.eval_shape(fn, x).shape).astype(np.float32)
+        v = rng.standard_normal(shape).astype(np.float32)
+        want, want_grad = ref(x, g, w)
+        value, grad, tangent = jax.jit(functools.partial(_value_grad_tangent, fn))(x, g, v)
+        msg = str((cip, kwargs, shape))
+        np.testing.assert_allclose(np.asarray(value), want, rtol=1e-5, atol=1e-6, err_msg=msg)
+        np.testing.assert_allclose(np.asarray(grad), want_grad, rtol=1e-5, atol=1e-6,
+                                   err_msg=msg)
+        av = ref(v, None, w)[0]  # the pool is linear: A v
+        np.testing.assert_allclose(np.asarray(tangent), av, rtol=1e-5, atol=1e-6, err_msg=msg)
+        hvp = jax.jvp(jax.grad(lambda a, fn=fn: jnp.sum(fn(a) ** 2)), (x,), (v,))[1]
+        want_hvp = 2 * ref(v, av.astype(np.float32), w)[1]
+        np.testing.assert_allclose(np.asarray(hvp), want_hvp, rtol=1e-4, atol=1e-5, err_msg=msg)
