@@ -30,6 +30,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from poolnets.pooling._fast_extreme import MAX_SLICED_TAPS
+from poolnets.pooling.windowed import avg_pool
+
 OutputSize = int | Sequence[int | None]
 
 _MAX_FLAT_INDEX = np.iinfo(np.int32).max
@@ -142,6 +145,12 @@ def adaptive_avg_pool(x: jax.Array, output_size: OutputSize) -> jax.Array:
     out_of = dict(zip(_spatial_axes(x, len(sizes)), sizes, strict=True))
     even = {a for a, o in out_of.items() if o != x.shape[a] and x.shape[a] % o == 0}
     uneven = [a for a, o in out_of.items() if o != x.shape[a] and a not in even]
+    windows = tuple(x.shape[a] // o for a, o in out_of.items())
+    if not uneven and math.prod(windows) <= MAX_SLICED_TAPS:
+        # Even bins are avg_pool tiles: one fused pass over strided slices, and a
+        # broadcast for the gradient (forward measured 0.4-0.6 ms vs 0.5-1.1 ms for the
+        # reshape-and-sum below, 32x14x14x512 -> 7x7, bench/pooling.py's case).
+        return avg_pool(x, windows)
     count = np.ones((), np.float64)
     for axis in sorted(even) + uneven:
         starts, ends = bin_bounds(x.shape[axis], out_of[axis])
