@@ -9,10 +9,11 @@ bench/pooling.py` (torch's venv appended to the path; never a dependency of pool
 Per case and library: `fwd ms` is the median of `--repeats` timed calls of the jitted
 forward; `fwd+bwd ms` the median of a jitted `jax.vjp` with a random cotangent passed in
 as an argument (so XLA cannot constant-fold it; torch: `y.backward(g)` with the same
-random g); `compile s` is trace + lower + XLA compile of the forward / of the VJP (JAX
-only). The libraries run interleaved in the same loop (poolnets, flax, torch NHWC, torch
-NCHW, order rotated every repeat) so machine load affects them alike. float32,
-channels-last for JAX.
+random g); `fwd+bwd page faults` the median number of minor page faults the process took
+during one fwd+bwd call (see the allocator note); `compile s` is trace + lower + XLA
+compile of the forward / of the VJP (JAX only). The libraries run interleaved in the
+same loop (poolnets, flax, torch NHWC, torch NCHW, order rotated every repeat) so machine
+load affects them alike. float32, channels-last for JAX.
 
 Allocator: these ops are memory-bound and both XLA:CPU and PyTorch allocate every output
 fresh, so page faults on new memory can dominate a fwd+bwd time, and who pays them
@@ -31,6 +32,7 @@ from __future__ import annotations
 import argparse
 import functools
 import os
+import resource
 import statistics
 import sys
 import time
@@ -136,10 +138,13 @@ def _torch_runners(fn, x_nhwc, g_nhwc, channels_last):
     return {"fwd": fwd, "bwd": bwd}
 
 
-def _time(run, block) -> float:
+def _time(run, block) -> tuple[float, int]:
+    """Milliseconds for one call, and the minor page faults the process took meanwhile."""
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     t0 = time.perf_counter()
     block(run())
-    return (time.perf_counter() - t0) * 1e3
+    elapsed = (time.perf_counter() - t0) * 1e3
+    return elapsed, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
 
 
 def bench_case(case, repeats: int, rng) -> list[list[str]]:
@@ -157,6 +162,7 @@ def bench_case(case, repeats: int, rng) -> list[list[str]]:
         libs["torch NHWC"] = _torch_runners(case["torch"], x, g, channels_last=True)
         libs["torch NCHW"] = _torch_runners(case["torch"], x, g, channels_last=False)
     times = {lib: {"fwd": [], "bwd": []} for lib in libs}
+    faults = {lib: [] for lib in libs}
     order = list(libs)
     for rep in range(repeats):
         # interleaved, and rotated each repeat, so load and cache state hit all alike
@@ -165,14 +171,18 @@ def bench_case(case, repeats: int, rng) -> list[list[str]]:
             for lib in rotated:
                 runners = libs[lib]
                 block = _block if lib in ("poolnets", "flax.linen") else (lambda r: r)
-                times[lib][kind].append(_time(runners[kind], block))
+                ms, page_faults = _time(runners[kind], block)
+                times[lib][kind].append(ms)
+                if kind == "bwd":
+                    faults[lib].append(page_faults)
     rows = []
     for lib, runners in libs.items():
         med = {k: statistics.median(v) for k, v in times[lib].items()}
         compile_s = (f"{runners['fwd_compile']:.2f} / {runners['bwd_compile']:.2f}"
                      if "fwd_compile" in runners else "-")
         rows.append([case["name"], "x".join(map(str, case["shape"])), lib,
-                     f"{med['fwd']:.1f}", f"{med['bwd']:.1f}", compile_s])
+                     f"{med['fwd']:.1f}", f"{med['bwd']:.1f}",
+                     f"{statistics.median(faults[lib]):.0f}", compile_s])
     del libs
     return rows
 
@@ -191,7 +201,8 @@ def main() -> None:
         os.execve(sys.executable, [sys.executable, *sys.argv], env)
     rng = np.random.default_rng(0)
     prefixes = [p for p in args.only.split(",") if p]
-    header = ["op", "shape", "library", "fwd ms", "fwd+bwd ms", "compile s (fwd / vjp)"]
+    header = ["op", "shape", "library", "fwd ms", "fwd+bwd ms", "fwd+bwd page faults",
+              "compile s (fwd / vjp)"]
     print(f"jax {jax.__version__}, torch {torch.__version__ if torch else 'absent'} "
           f"({torch.get_num_threads() if torch else 0} threads), cpus {os.cpu_count()}, "
           f"load average before {os.getloadavg()}, repeats {args.repeats}, "
