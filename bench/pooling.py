@@ -5,6 +5,8 @@
 Torch columns appear when `torch` is importable; run with a Python that has jax, flax and
 torch, e.g. `PYTHONPATH=/tmp/torchvenv/lib/python3.11/site-packages .venv/bin/python
 bench/pooling.py` (torch's venv appended to the path; never a dependency of poolnets).
+On a GPU machine JAX runs on its default device; `--torch-device cuda` puts torch there
+too (cuDNN), timed with `torch.cuda.synchronize()`.
 
 Per case and library: `fwd ms` is the median of `--repeats` timed calls of the jitted
 forward; `fwd+bwd ms` the median of a jitted `jax.vjp` with a random cotangent passed in
@@ -115,7 +117,7 @@ def _jax_runners(fn, x, g):
     return out
 
 
-def _torch_runners(fn, x_nhwc, g_nhwc, channels_last):
+def _torch_runners(fn, x_nhwc, g_nhwc, channels_last, device):
     spatial = x_nhwc.ndim - 2
     perm = (0, spatial + 1) + tuple(range(1, spatial + 1))
     x = torch.from_numpy(np.ascontiguousarray(x_nhwc.transpose(perm)))
@@ -123,6 +125,7 @@ def _torch_runners(fn, x_nhwc, g_nhwc, channels_last):
     if channels_last:
         fmt = torch.channels_last if spatial == 2 else torch.channels_last_3d
         x, g = x.contiguous(memory_format=fmt), g.contiguous(memory_format=fmt)
+    x, g = x.to(device), g.to(device)
     xg = x.clone().requires_grad_(True)
 
     def fwd():
@@ -147,7 +150,7 @@ def _time(run, block) -> tuple[float, int]:
     return elapsed, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
 
 
-def bench_case(case, repeats: int, rng) -> list[list[str]]:
+def bench_case(case, repeats: int, rng, torch_device: str) -> list[list[str]]:
     x = rng.standard_normal(case["shape"]).astype(np.float32)
     if case["name"].startswith("lp"):
         x = np.abs(x) + 0.1  # torch's lp pool is NaN on negative window sums of x**p
@@ -159,8 +162,10 @@ def bench_case(case, repeats: int, rng) -> list[list[str]]:
     if case["flax"] is not None:
         libs["flax.linen"] = _jax_runners(case["flax"], xd, gd)
     if torch is not None:
-        libs["torch NHWC"] = _torch_runners(case["torch"], x, g, channels_last=True)
-        libs["torch NCHW"] = _torch_runners(case["torch"], x, g, channels_last=False)
+        for name, channels_last in (("torch NHWC", True), ("torch NCHW", False)):
+            libs[name] = _torch_runners(case["torch"], x, g, channels_last, torch_device)
+    torch_sync = ((lambda r: torch.cuda.synchronize()) if torch_device == "cuda"
+                  else (lambda r: r))
     times = {lib: {"fwd": [], "bwd": []} for lib in libs}
     faults = {lib: [] for lib in libs}
     order = list(libs)
@@ -170,7 +175,7 @@ def bench_case(case, repeats: int, rng) -> list[list[str]]:
         for kind in ("fwd", "bwd"):
             for lib in rotated:
                 runners = libs[lib]
-                block = _block if lib in ("poolnets", "flax.linen") else (lambda r: r)
+                block = _block if lib in ("poolnets", "flax.linen") else torch_sync
                 ms, page_faults = _time(runners[kind], block)
                 times[lib][kind].append(ms)
                 if kind == "bwd":
@@ -194,7 +199,11 @@ def main() -> None:
     parser.add_argument("--small", action="store_true", help="smaller batches (quick look)")
     parser.add_argument("--glibc-reuse", action="store_true",
                         help="rerun with one glibc arena keeping freed memory (module docstring)")
+    parser.add_argument("--torch-device", choices=("cpu", "cuda"), default="cpu",
+                        help="where torch runs (JAX runs on its default device)")
     args = parser.parse_args()
+    if args.torch_device == "cuda" and not (torch is not None and torch.cuda.is_available()):
+        parser.error("--torch-device cuda: torch with CUDA is not available here")
     if args.glibc_reuse and "MALLOC_MMAP_THRESHOLD_" not in os.environ:
         env = dict(os.environ, MALLOC_ARENA_MAX="1", MALLOC_MMAP_THRESHOLD_=str(2**32),
                    MALLOC_TRIM_THRESHOLD_=str(2**32))
@@ -208,13 +217,15 @@ def main() -> None:
           f"load average before {os.getloadavg()}, repeats {args.repeats}, "
           f"MALLOC_ARENA_MAX={os.environ.get('MALLOC_ARENA_MAX', 'unset')}, "
           f"MALLOC_MMAP_THRESHOLD_={os.environ.get('MALLOC_MMAP_THRESHOLD_', 'unset')}; "
-          "fwd+bwd = jax.vjp with a random cotangent argument (torch: backward(g))")
+          "fwd+bwd = jax.vjp with a random cotangent argument (torch: backward(g)); "
+          f"jax device {jax.devices()[0].device_kind}, torch device {args.torch_device}"
+          + (f" ({torch.cuda.get_device_name()})" if args.torch_device == "cuda" else ""))
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for case in cases(args.small):
         if prefixes and not any(case["name"].startswith(p) for p in prefixes):
             continue
-        for row in bench_case(case, args.repeats, rng):
+        for row in bench_case(case, args.repeats, rng, args.torch_device):
             print("| " + " | ".join(row) + " |", flush=True)
     print(f"load average after {os.getloadavg()}")
 
