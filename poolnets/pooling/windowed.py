@@ -72,11 +72,13 @@ def _summed_windows(
 ) -> jax.Array:
     # fused: a sum of `window_taps`, one pass that XLA also fuses into consumers;
     # otherwise (the primal under jvp) that sum materialised, so that a cotangent
-    # computed from it does not re-run it once per tap. Tiles stay fused: their
-    # cotangent is a broadcast, which reads it once per input element.
+    # computed from it does not re-run it once per tap. Tiles stay fused unless their
+    # cotangent re-reads the sums (Lp): a broadcast reads a plain cotangent once per
+    # input element, but XLA kept an input-sized tile view of x ** p for Lp's.
     if window_size(geom) <= MAX_SLICED_TAPS:
         total = functools.reduce(operator.add, window_taps(x, geom, 0))
-        return total if fused or tiles_input(geom) else materialized(total)
+        keep_fused = fused or (tiles_input(geom) and not materialize_cotangent)
+        return total if keep_fused else materialized(total)
     # Larger windows: one 1-D reduce_window per spatial axis (a box sum is a product of
     # 1-D box sums), k_1 + k_2 + ... adds per output instead of k_1 * k_2 * ...; measured
     # 3x faster than one n-D reduce_window for 5x5 stride 1 (bench/pooling.py).
