@@ -154,11 +154,10 @@ def tangent_taps(t: jax.Array, geom: WindowGeometry):
     """`window_taps(t, geom, 0)` in the form whose reverse mode is fastest for `geom`:
     tiles as reshapes (transpose: one broadcast), other windows as slices of phase
     grids (transpose: per-phase sums of shifted cotangents and one interleave, touching
-    only the taps that land on each element). For routed max/min tangents on the
-    bench/pooling.py shapes, with an allocator that reuses memory (so page faults do not
-    hide compute), phase grids measured 16.3 vs 22.3 ms for 3x3 stride 2 fwd+bwd and no
-    worse for stride 1, than the strided slices' interior-padded transposes, which
-    evaluate every tap at every input element.
+    only the taps that land on each element). For routed max/min tangents, with an
+    allocator that reuses memory (so page faults do not hide compute), phase grids
+    measured faster than the strided slices' interior-padded transposes, which evaluate
+    every tap at every input element, for 3x3 stride 2 and no slower for stride 1.
     """
     if tiles_input(geom):
         yield from window_taps(t, geom, 0)

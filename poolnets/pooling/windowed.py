@@ -175,8 +175,8 @@ def _tap_divisors(geom: WindowGeometry, count_include_pad: bool):
     `sum_k tap_k(t / D_k) == window_sum(t) / divisor`, and its transpose
     `sum_k pad_k(g) / D_k` divides at input resolution by a constant, where the transpose
     of `window_sum(t) / divisor` pads `g / divisor` once per tap: with a per-window
-    divisor XLA re-evaluates that broadcast division inside every tap's pad (measured
-    6.8 vs 35 ms for the transposed 3x3 stride-2 stem sum, fault-free allocator).
+    divisor XLA re-evaluates that broadcast division inside every tap's pad, which
+    measured several times slower on the bench/pooling.py stem shape.
     """
     per_axis = []
     for a in range(geom.num_spatial):
