@@ -23,7 +23,9 @@ against flax.linen and PyTorch in bench/pooling.py.
 
 from __future__ import annotations
 
+import functools
 import itertools
+import operator
 
 import jax
 import jax.numpy as jnp
@@ -68,6 +70,22 @@ def tile_sum(x: jax.Array, geom: WindowGeometry) -> jax.Array:
     nb = geom.num_batch_dims
     tiles = tile_view(padded(x, geom, 0), geom)
     return tiles.sum(axis=tuple(nb + 2 * a + 1 for a in range(geom.num_spatial)))
+
+
+def separable_tile_sum(x: jax.Array, geom: WindowGeometry) -> jax.Array:
+    """Sum of each window of a tiling geometry whose windows have at most
+    `MAX_SLICED_TAPS` taps per axis: per axis, last first, a chain of `k` slices of the
+    tile view, `k_1 + k_2 + ...` adds per output that XLA fuses into one pass (a reduce
+    over the tile view runs apart from its consumers on XLA:CPU; see bench/pooling.py,
+    adaptive avg 56->7). Summation order: last axis first, taps in order."""
+    nb = geom.num_batch_dims
+    view = tile_view(padded(x, geom, 0), geom)
+    for axis in reversed(range(geom.num_spatial)):
+        dim = nb + 2 * axis + 1
+        taps = (lax.index_in_dim(view, i, dim, keepdims=False)
+                for i in range(geom.window_shape[axis]))
+        view = functools.reduce(operator.add, taps)
+    return view
 
 
 def _tiled_taps(xp: jax.Array, geom: WindowGeometry):

@@ -146,8 +146,8 @@ def adaptive_avg_pool(x: jax.Array, output_size: OutputSize) -> jax.Array:
     even = {a for a, o in out_of.items() if o != x.shape[a] and x.shape[a] % o == 0}
     uneven = [a for a, o in out_of.items() if o != x.shape[a] and a not in even]
     windows = tuple(x.shape[a] // o for a, o in out_of.items())
-    if not uneven and math.prod(windows) <= MAX_SLICED_TAPS:
-        # Even bins are avg_pool tiles: one fused pass over strided slices, and a
+    if not uneven and max(windows) <= MAX_SLICED_TAPS:
+        # Even bins are avg_pool tiles: one fused pass of per-axis slice sums, and a
         # broadcast for the gradient (measured a faster forward than the reshape-and-sum
         # below, whose reduce XLA:CPU runs apart from the divide).
         return avg_pool(x, windows)

@@ -160,9 +160,12 @@ def test_avg_sum_lp_vjp_match_reference(chunk):
 # windows (reshapes, broadcast transposes); up to 32 taps (materialised tap chain as the
 # primal under jvp; max/min tangents through phase grids, sums through strided slices,
 # avg with a per-window divisor through per-tap input-resolution divisors); > 32 taps
-# (reduce_window, separable for sums).
+# (reduce_window, separable for sums); tiled sums over > 32 taps (per-axis slice sums
+# while every axis has at most 32 taps, a reshape-and-sum beyond).
 _BRANCH_CONFIGS = [
     ({"window_shape": (2, 2)}, (2, 6, 4, 3)),
+    ({"window_shape": (6, 7)}, (1, 13, 14, 2)),
+    ({"window_shape": (34,)}, (2, 70, 3)),
     ({"window_shape": (3, 3), "strides": (2, 2), "padding": 1}, (2, 7, 8, 3)),
     ({"window_shape": (3, 3, 3), "strides": (2, 2, 2), "padding": 1, "ceil_mode": True},
      (1, 5, 6, 5, 2)),
@@ -181,7 +184,7 @@ def test_every_formulation_branch_matches_reference(kwargs, shape):
     rng = np.random.default_rng(9400 + len(shape) + kwargs["window_shape"][0])
     w = windows_for(kwargs, shape)
     x = _tie_nan_heavy(rng, shape)
-    x = np.where(np.isnan(x), 0.5, x).astype(np.float32)  # finite: shared by every pool
+    x = np.where(np.isnan(x), 0.5, x).astype(np.float32)  # no NaN: shared by every pool
     cases = [("max", functools.partial(max_pool, **kwargs), ref_extreme),
              ("avg", functools.partial(avg_pool, count_include_pad=False, **kwargs),
               functools.partial(ref_avg, count_include_pad=False)),
@@ -191,6 +194,8 @@ def test_every_formulation_branch_matches_reference(kwargs, shape):
         cases.append(("lp", functools.partial(lp_pool, p=2.0, **lp_kwargs),
                       functools.partial(ref_avg, mode="lp", p=2.0)))
     for name, fn, ref in cases:
+        if name != "max":  # sums of -inf are -inf (or NaN) in every large window
+            x = np.where(np.isinf(x), -1.5, x).astype(np.float32)
         if name == "lp":
             x = np.abs(x) + 0.1  # torch's Lp formula is NaN for negative window sums
         y = jax.jit(fn)(x)
