@@ -1,6 +1,6 @@
 """Pooling speed: poolnets vs flax.linen vs PyTorch CPU, one table (a benchmark, not a test).
 
-    python bench/pooling.py [--repeats 7] [--only max,avg] [--small]
+    python bench/pooling.py [--repeats 7] [--only max,avg] [--small] [--settle-calls 1]
 
 Torch columns appear when `torch` is importable; run with a Python that has jax, flax and
 torch, e.g. `PYTHONPATH=/tmp/torchvenv/lib/python3.11/site-packages .venv/bin/python
@@ -15,7 +15,14 @@ random g); `fwd+bwd page faults` the median number of minor page faults the proc
 during one fwd+bwd call (see the allocator note); `compile s` is trace + lower + XLA
 compile of the forward / of the VJP (JAX only). The libraries run interleaved in the
 same loop (poolnets, flax, torch NHWC, torch NCHW, order rotated every repeat) so machine
-load affects them alike. float32, channels-last for JAX.
+load affects them alike; each timed call follows `--settle-calls` untimed calls of the
+same function, so it runs in that library's steady state rather than against the other
+library's worker threads, which spin-wait after each call (2 cores, 4 threads). A pause
+instead would be unfair to torch: its OpenMP threads, once asleep, took up to 10 ms to
+wake for a 1 ms op. `÷ torch` is the median over repeats
+of the fwd+bwd time divided by torch channels_last's in the same repeat: a paired ratio,
+steadier than the ratio of medians on a machine whose speed drifts between runs.
+float32, channels-last for JAX.
 
 Allocator: these ops are memory-bound and both XLA:CPU and PyTorch allocate every output
 fresh, so page faults on new memory can dominate a fwd+bwd time, and who pays them
@@ -141,8 +148,10 @@ def _torch_runners(fn, x_nhwc, g_nhwc, channels_last, device):
     return {"fwd": fwd, "bwd": bwd}
 
 
-def _time(run, block) -> tuple[float, int]:
+def _time(run, block, settle_calls: int) -> tuple[float, int]:
     """Milliseconds for one call, and the minor page faults the process took meanwhile."""
+    for _ in range(settle_calls):
+        block(run())
     faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     t0 = time.perf_counter()
     block(run())
@@ -150,7 +159,7 @@ def _time(run, block) -> tuple[float, int]:
     return elapsed, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
 
 
-def bench_case(case, repeats: int, rng, torch_device: str) -> list[list[str]]:
+def bench_case(case, repeats: int, rng, torch_device: str, settle_calls: int) -> list[list[str]]:
     x = rng.standard_normal(case["shape"]).astype(np.float32)
     if case["name"].startswith("lp"):
         x = np.abs(x) + 0.1  # torch's lp pool is NaN on negative window sums of x**p
@@ -176,7 +185,7 @@ def bench_case(case, repeats: int, rng, torch_device: str) -> list[list[str]]:
             for lib in rotated:
                 runners = libs[lib]
                 block = _block if lib in ("poolnets", "flax.linen") else torch_sync
-                ms, page_faults = _time(runners[kind], block)
+                ms, page_faults = _time(runners[kind], block, settle_calls)
                 times[lib][kind].append(ms)
                 if kind == "bwd":
                     faults[lib].append(page_faults)
@@ -185,8 +194,12 @@ def bench_case(case, repeats: int, rng, torch_device: str) -> list[list[str]]:
         med = {k: statistics.median(v) for k, v in times[lib].items()}
         compile_s = (f"{runners['fwd_compile']:.2f} / {runners['bwd_compile']:.2f}"
                      if "fwd_compile" in runners else "-")
+        ratio = "-"
+        if "torch NHWC" in times and not lib.startswith("torch"):
+            paired = zip(times[lib]["bwd"], times["torch NHWC"]["bwd"], strict=True)
+            ratio = f"{statistics.median(a / b for a, b in paired):.2f}"
         rows.append([case["name"], "x".join(map(str, case["shape"])), lib,
-                     f"{med['fwd']:.1f}", f"{med['bwd']:.1f}",
+                     f"{med['fwd']:.1f}", f"{med['bwd']:.1f}", ratio,
                      f"{statistics.median(faults[lib]):.0f}", compile_s])
     del libs
     return rows
@@ -199,6 +212,8 @@ def main() -> None:
     parser.add_argument("--small", action="store_true", help="smaller batches (quick look)")
     parser.add_argument("--glibc-reuse", action="store_true",
                         help="rerun with one glibc arena keeping freed memory (module docstring)")
+    parser.add_argument("--settle-calls", type=int, default=1,
+                        help="untimed calls before each timed one (module docstring)")
     parser.add_argument("--torch-device", choices=("cpu", "cuda"), default="cpu",
                         help="where torch runs (JAX runs on its default device)")
     args = parser.parse_args()
@@ -210,11 +225,13 @@ def main() -> None:
         os.execve(sys.executable, [sys.executable, *sys.argv], env)
     rng = np.random.default_rng(0)
     prefixes = [p for p in args.only.split(",") if p]
-    header = ["op", "shape", "library", "fwd ms", "fwd+bwd ms", "fwd+bwd page faults",
+    header = ["op", "shape", "library", "fwd ms", "fwd+bwd ms", "fwd+bwd ÷ torch NHWC",
+              "fwd+bwd page faults",
               "compile s (fwd / vjp)"]
     print(f"jax {jax.__version__}, torch {torch.__version__ if torch else 'absent'} "
           f"({torch.get_num_threads() if torch else 0} threads), cpus {os.cpu_count()}, "
           f"load average before {os.getloadavg()}, repeats {args.repeats}, "
+          f"settle calls {args.settle_calls}, "
           f"MALLOC_ARENA_MAX={os.environ.get('MALLOC_ARENA_MAX', 'unset')}, "
           f"MALLOC_MMAP_THRESHOLD_={os.environ.get('MALLOC_MMAP_THRESHOLD_', 'unset')}; "
           "fwd+bwd = jax.vjp with a random cotangent argument (torch: backward(g)); "
@@ -225,7 +242,8 @@ def main() -> None:
     for case in cases(args.small):
         if prefixes and not any(case["name"].startswith(p) for p in prefixes):
             continue
-        for row in bench_case(case, args.repeats, rng, args.torch_device):
+        for row in bench_case(case, args.repeats, rng, args.torch_device,
+                              args.settle_calls):
             print("| " + " | ".join(row) + " |", flush=True)
     print(f"load average after {os.getloadavg()}")
 
