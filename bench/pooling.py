@@ -19,9 +19,10 @@ load affects them alike; each timed call follows `--settle-calls` untimed calls 
 same function, so it runs in that library's steady state rather than against the other
 library's worker threads, which spin-wait after each call (2 cores, 4 threads). A pause
 instead would be unfair to torch: its OpenMP threads, once asleep, took up to 10 ms to
-wake for a 1 ms op. `÷ torch` is the median over repeats
-of the fwd+bwd time divided by torch channels_last's in the same repeat: a paired ratio,
-steadier than the ratio of medians on a machine whose speed drifts between runs.
+wake for a 1 ms op. `fwd+bwd ÷ torch NHWC` is the median over repeats of the fwd+bwd
+time divided by torch channels_last's in the same repeat, `fwd ÷ flax.linen` the same for
+forwards: paired ratios, steadier than ratios of medians on a machine whose speed drifts
+between and within runs.
 float32, channels-last for JAX.
 
 Allocator: these ops are memory-bound and both XLA:CPU and PyTorch allocate every output
@@ -159,6 +160,15 @@ def _time(run, block, settle_calls: int) -> tuple[float, int]:
     return elapsed, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
 
 
+def _paired_ratio(times, lib: str, other: str, kind: str) -> str:
+    """Median over repeats of `lib`'s time over `other`'s in the same repeat ("-" if
+    `other` did not run or `lib` is not a JAX library)."""
+    if other not in times or lib == other or lib.startswith("torch"):
+        return "-"
+    paired = zip(times[lib][kind], times[other][kind], strict=True)
+    return f"{statistics.median(a / b for a, b in paired):.2f}"
+
+
 def bench_case(case, repeats: int, rng, torch_device: str, settle_calls: int) -> list[list[str]]:
     x = rng.standard_normal(case["shape"]).astype(np.float32)
     if case["name"].startswith("lp"):
@@ -194,12 +204,10 @@ def bench_case(case, repeats: int, rng, torch_device: str, settle_calls: int) ->
         med = {k: statistics.median(v) for k, v in times[lib].items()}
         compile_s = (f"{runners['fwd_compile']:.2f} / {runners['bwd_compile']:.2f}"
                      if "fwd_compile" in runners else "-")
-        ratio = "-"
-        if "torch NHWC" in times and not lib.startswith("torch"):
-            paired = zip(times[lib]["bwd"], times["torch NHWC"]["bwd"], strict=True)
-            ratio = f"{statistics.median(a / b for a, b in paired):.2f}"
         rows.append([case["name"], "x".join(map(str, case["shape"])), lib,
-                     f"{med['fwd']:.1f}", f"{med['bwd']:.1f}", ratio,
+                     f"{med['fwd']:.1f}", f"{med['bwd']:.1f}",
+                     _paired_ratio(times, lib, "flax.linen", "fwd"),
+                     _paired_ratio(times, lib, "torch NHWC", "bwd"),
                      f"{statistics.median(faults[lib]):.0f}", compile_s])
     del libs
     return rows
@@ -225,7 +233,8 @@ def main() -> None:
         os.execve(sys.executable, [sys.executable, *sys.argv], env)
     rng = np.random.default_rng(0)
     prefixes = [p for p in args.only.split(",") if p]
-    header = ["op", "shape", "library", "fwd ms", "fwd+bwd ms", "fwd+bwd ÷ torch NHWC",
+    header = ["op", "shape", "library", "fwd ms", "fwd+bwd ms", "fwd ÷ flax.linen",
+              "fwd+bwd ÷ torch NHWC",
               "fwd+bwd page faults",
               "compile s (fwd / vjp)"]
     print(f"jax {jax.__version__}, torch {torch.__version__ if torch else 'absent'} "
