@@ -18,23 +18,23 @@ same loop (poolnets, flax, torch NHWC, torch NCHW, order rotated every repeat) s
 load affects them alike; each timed call follows `--settle-calls` untimed calls of the
 same function, so it runs in that library's steady state rather than against the other
 library's worker threads, which spin-wait after each call (2 cores, 4 threads). A pause
-instead would be unfair to torch: its OpenMP threads, once asleep, took up to 10 ms to
-wake for a 1 ms op. `fwd+bwd ÷ torch NHWC` is the median over repeats of the fwd+bwd
-time divided by torch channels_last's in the same repeat, `fwd ÷ flax.linen` the same for
-forwards: paired ratios, steadier than ratios of medians on a machine whose speed drifts
-between and within runs.
-float32, channels-last for JAX.
+before each call instead was tried and is unfair to torch: its small ops then took
+several times longer, waking OpenMP threads that had gone to sleep.
+`fwd+bwd ÷ torch NHWC` is the median over repeats of the fwd+bwd time divided by torch
+channels_last's in the same repeat, `fwd ÷ flax.linen` the same for forwards: paired
+ratios, so that drifts in the machine's speed hit both sides alike. float32,
+channels-last for JAX.
 
 Allocator: these ops are memory-bound and both XLA:CPU and PyTorch allocate every output
 fresh, so page faults on new memory can dominate a fwd+bwd time, and who pays them
-depends on glibc, not on the pooling code. PyTorch allocates on the calling thread
-(glibc's main heap, reused below the dynamic mmap threshold); XLA:CPU allocates from
-its worker threads' arenas, whose heaps glibc unmaps or trims when the buffers are freed,
-so calls fault their outputs in again (counted with getrusage: 1,300-6,300 faults per
-call for a 25 MB output of 6,272 pages, 0 with one arena). `--glibc-reuse` re-executes
-the script with `MALLOC_ARENA_MAX=1` and mmap/trim thresholds of 4 GiB, so glibc keeps
-freed memory for both libraries and the table compares compute, not the kernel's page
-zeroing. The default is the allocator every user gets.
+depends on glibc and the process's allocation history, not on the pooling code. PyTorch
+allocates on the calling thread, from a heap that sometimes keeps freed blocks; XLA:CPU
+allocates from its worker threads' arenas, whose heaps glibc unmaps or trims when the
+buffers are freed, so calls fault their outputs in again (the page-fault column).
+`--glibc-reuse` re-executes the script with `MALLOC_ARENA_MAX=1` and mmap/trim
+thresholds of 4 GiB, so glibc keeps freed memory for both libraries and the table
+compares compute, not the kernel's page zeroing. The default is the allocator every
+user gets.
 """
 
 from __future__ import annotations
@@ -77,6 +77,13 @@ def cases(small: bool):
     yield _case("max 2x2 s2", tile, functools.partial(max_pool, window_shape=(2, 2)),
                 functools.partial(nn.max_pool, window_shape=(2, 2), strides=(2, 2)),
                 lambda t: F.max_pool2d(t, 2, 2))
+    # odd input, no padding (AlexNet/GoogLeNet-style): the transposed interleave writes
+    # an odd-sized cotangent, which XLA:CPU runs ~2x slower than an even-sized one
+    odd = (8, 113, 113, 64) if small else (32, 113, 113, 64)
+    yield _case("max 3x3 s2 VALID", odd, functools.partial(max_pool, window_shape=(3, 3),
+                strides=2),
+                functools.partial(nn.max_pool, window_shape=(3, 3), strides=(2, 2)),
+                lambda t: F.max_pool2d(t, 3, 2))
     yield _case("max3d 3x3x3 s2 p1", vol,
                 functools.partial(max_pool, window_shape=(3, 3, 3), strides=2, padding=1),
                 functools.partial(nn.max_pool, window_shape=(3, 3, 3), strides=(2, 2, 2),
