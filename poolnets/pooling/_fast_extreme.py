@@ -133,14 +133,14 @@ def window_taps(x: jax.Array, geom: WindowGeometry, fill):
         yield strided_tap(x, geom, offset, fill)
 
 
-def _phase_grids(x: jax.Array, geom: WindowGeometry, fill) -> tuple[dict, tuple[int, ...]]:
+def _phase_grids(x: jax.Array, geom: WindowGeometry, fill) -> dict:
     """Split the padded input by position modulo the stride, per spatial axis.
 
     Tap offset `e = i * d` reads input `o * s + e = (o + e // s) * s + e % s`, so it is
     the unstrided slice `[e // s : e // s + out]` of phase grid `e % s`. Phases come from
     a reshape and `lax.split`, whose transpose is a concatenation: reverse mode writes
     each input element once instead of summing one interior-padded array per tap.
-    Returns `{phase tuple: (*batch, *M, C) grid}` and `M` per axis.
+    Returns `{phase tuple: (*batch, *M, C) grid}`, `M = d * (k - 1) // s + out` per axis.
     """
     nb = geom.num_batch_dims
     grid = []
@@ -165,7 +165,7 @@ def _phase_grids(x: jax.Array, geom: WindowGeometry, fill) -> tuple[dict, tuple[
         grids = {key + (r,): piece for key, arr in grids.items()
                  for r, piece in enumerate(lax.split(arr, (1,) * s, axis=dim))}
     shape = x.shape[:nb] + tuple(grid) + x.shape[-1:]
-    return {key: arr.reshape(shape) for key, arr in grids.items()}, tuple(grid)
+    return {key: arr.reshape(shape) for key, arr in grids.items()}
 
 
 def tangent_taps(t: jax.Array, geom: WindowGeometry):
@@ -181,7 +181,7 @@ def tangent_taps(t: jax.Array, geom: WindowGeometry):
         yield from window_taps(t, geom, 0)
         return
     nb = geom.num_batch_dims
-    grids, _ = _phase_grids(t, geom, 0)
+    grids = _phase_grids(t, geom, 0)
     for offset in itertools.product(*(range(k) for k in geom.window_shape)):
         e = [i * d for i, d in zip(offset, geom.dilation, strict=True)]
         phase = tuple(v % s for v, s in zip(e, geom.strides, strict=True))
