@@ -54,7 +54,7 @@ def code_version() -> str:
     return f"{commit}{' + local changes' if dirty else ''}"
 
 
-def _write(results: list, arrays: dict, meta: dict, config: Any, out: str) -> None:
+def _write(results: list, arrays: dict | None, meta: dict, config: Any, out: str) -> None:
     from poolnets.report.figures import make_figures
     from poolnets.report.writeup import write_readme
 
@@ -62,22 +62,37 @@ def _write(results: list, arrays: dict, meta: dict, config: Any, out: str) -> No
     write_readme(results, meta, figures, out)
 
 
+def read_arrays(path: str) -> dict[str, dict] | None:
+    """The per-variant maps (ERF, Grad-CAM) a run stored in `path`; None if there is none."""
+    if not os.path.exists(path):
+        return None
+    stored = np.load(path)
+    arrays: dict[str, dict] = {}
+    for key in stored.files:
+        name, kind = key.split("|")
+        arrays.setdefault(name, {})[kind] = stored[key].astype(np.float32)
+    return arrays
+
+
 def render(out: str) -> int:
-    """README and figures again from a finished run's files (no training)."""
+    """README and figures again from a finished run's files (no training).
+
+    Everything but the ERF and Grad-CAM figures is drawn from results.json alone; those two
+    need DIR/arrays.npz, and without it the PNGs the run left in DIR are kept as they are.
+    """
     import ml_collections
 
     try:
         with open(os.path.join(out, "results.json")) as f:
             saved = json.load(f)
-        stored = np.load(os.path.join(out, "arrays.npz"))
     except OSError as e:
         print(f"poolnets.report: error: --render-only needs an earlier run in {out!r}: {e}",
               file=sys.stderr)
         return 2
-    arrays: dict[str, dict] = {}
-    for key in stored.files:
-        name, kind = key.split("|")
-        arrays.setdefault(name, {})[kind] = stored[key].astype(np.float32)
+    arrays = read_arrays(os.path.join(out, "arrays.npz"))
+    if arrays is None:
+        print(f"poolnets.report: no arrays.npz in {out!r}: erf.png and gradcam.png are kept "
+              "as the run drew them, not redrawn", file=sys.stderr)
     config = ml_collections.ConfigDict(saved["meta"]["config"])
     _write(saved["results"], arrays, saved["meta"], config, out)
     print(f"report re-rendered in {os.path.join(out, 'README.md')}")
@@ -93,8 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="report", help="output directory (default: report)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument("--render-only", action="store_true",
-                        help="rewrite README.md and figures from DIR/results.json and "
-                             "DIR/arrays.npz of an earlier run, without measuring")
+                        help="rewrite README.md and figures from DIR/results.json (and "
+                             "DIR/arrays.npz if present) of an earlier run, without measuring")
     args = parser.parse_args(argv)
     if args.render_only:
         return render(args.out)

@@ -226,8 +226,17 @@ def fig_textures(results: list[dict], out: str) -> str | None:
     return _save(fig, out, "textures.png")
 
 
-def make_figures(results: list[dict], arrays: dict, config: Any, out: str) -> dict[str, str]:
-    """Writes every figure into `out`; returns {topic: file name} (absent: nothing to plot)."""
+def _kept(out: str, name: str) -> str | None:
+    return name if os.path.exists(os.path.join(out, name)) else None
+
+
+def make_figures(results: list[dict], arrays: dict | None, config: Any,
+                 out: str) -> dict[str, str]:
+    """Writes every figure into `out`; returns {topic: file name} (absent: nothing to plot).
+
+    `arrays=None` (a re-render without the run's arrays.npz) keeps the ERF and Grad-CAM
+    PNGs already in `out` instead of drawing them.
+    """
     from poolnets.data import load_split
 
     os.makedirs(out, exist_ok=True)
@@ -235,13 +244,16 @@ def make_figures(results: list[dict], arrays: dict, config: Any, out: str) -> di
     if _zoo(results):
         figs["shift"] = fig_shift(results, config, out)
         figs["robustness"] = fig_robustness(results, config, out)
-        test = load_split(config.dataset, "test", config.data_dir)
-        figs["gradcam"] = fig_gradcam(results, arrays, test.images, out)
+        if arrays is None:
+            figs["gradcam"] = _kept(out, "gradcam.png")
+        else:
+            test = load_split(config.dataset, "test", config.data_dir)
+            figs["gradcam"] = fig_gradcam(results, arrays, test.images, out)
     if results:
         figs["consistency"] = fig_consistency(results, config, out)
         figs["cost"] = fig_cost(results, out)
         figs["gap"] = fig_gap(results, out)
-        figs["erf"] = fig_erf(results, arrays, out)
+        figs["erf"] = _kept(out, "erf.png") if arrays is None else fig_erf(results, arrays, out)
         figs["stages"] = fig_stages(results, out)
         figs["augmentation"] = fig_augment(results, config, out)
         figs["textures"] = fig_textures(results, out)

@@ -3,6 +3,7 @@ sweep (two variants, one seed, a few steps) that writes the README, results and 
 
 import json
 import os
+import re
 
 import pytest
 
@@ -85,3 +86,27 @@ def test_tiny_sweep_end_to_end(tmp_path):
     assert {"shift_accuracy.png", "robustness.png", "erf.png", "gradcam.png",
             "cost.png", "augmentation.png", "textures.png"} <= set(pngs)
     assert sum(os.path.getsize(out / f) for f in pngs) < 1_000_000
+
+
+def test_committed_report_re_renders_from_what_is_committed(tmp_path, capsys):
+    """A fresh clone has report/results.json and the PNGs but not arrays.npz (a run that
+    predates committing it): --render-only redraws everything results.json determines and
+    keeps the ERF and Grad-CAM figures, reproducing the committed README exactly."""
+    import shutil
+    import subprocess
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    committed = subprocess.run(["git", "-C", root, "ls-files", "report"], capture_output=True,
+                               text=True, check=True).stdout.split()
+    out = tmp_path / "report"
+    out.mkdir()
+    for path in committed:
+        shutil.copy(os.path.join(root, path), out)
+    assert main(["--render-only", "--out", str(out)]) == 0
+    assert "erf.png and gradcam.png are kept" in capsys.readouterr().err
+    readme = open(out / "README.md").read()
+    assert readme == open(os.path.join(root, "report", "README.md")).read()
+    linked = set(re.findall(r"\]\(([\w.]+\.png)\)", readme))
+    assert linked == {os.path.basename(p) for p in committed if p.endswith(".png")}
+    assert main(["--render-only", "--out", str(tmp_path / "empty")]) == 2
+    assert "needs an earlier run" in capsys.readouterr().err
