@@ -66,7 +66,8 @@ def test_bad_flags_exit_2_before_importing_jax(tmp_path, args, fragments):
         (["--config.dataset=svhn"], ["'svhn'", "choices: cifar10, cifar100, digits"]),
         (["--config.model.downsample=maxx"], ["model.downsample='maxx'", "choices:", "max"]),
         (["--config.optimizer=lamb"], ["'lamb'", "choices: sgd, adamw"]),
-        (["--config.learning_rate=-1"], ["learning_rate=-1", "positive"]),
+        (["--config.learning_rate=-1"], ["learning_rate=-1", "a finite number > 0"]),
+        (["--config.learning_rate=nan"], ["learning_rate=nan", "a finite number > 0"]),
         (["--config.batch_size=30"], ["batch_size=30", "4 devices", "multiple of 4"]),
     ],
 )

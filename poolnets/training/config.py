@@ -9,6 +9,7 @@ ValueError) whose one-line message names the field, the bad value and the valid 
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 from poolnets.data import DatasetSpec, dataset_spec
@@ -18,7 +19,8 @@ from poolnets.training.optim import OPTIMIZERS, SCHEDULES
 DTYPES = ("float32", "bfloat16", "float16")
 
 
-__all__ = ["ConfigError", "Plan", "base_config", "check_config"]
+__all__ = ["NUMBERS", "ConfigError", "Plan", "Range", "base_config", "check_config",
+           "check_numbers"]
 
 
 class ConfigError(ValueError):
@@ -40,16 +42,100 @@ def _choice(field: str, value: Any, choices: list[str] | tuple[str, ...]) -> Non
         raise ConfigError(f"config.{field}={value!r} is not valid; choices: {', '.join(choices)}")
 
 
-def _positive(config: Any, field: str, kind: type = int) -> None:
-    value = config[field]
-    ok = isinstance(value, int) if kind is int else isinstance(value, (int, float))
-    if isinstance(value, bool) or not ok or value <= 0:
-        raise ConfigError(f"config.{field}={value!r} must be a positive {kind.__name__}")
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """The values a numeric config field accepts: finite, between `low` and `high`."""
+
+    low: float
+    high: float = math.inf
+    low_open: bool = False
+    high_open: bool = True
+    integer: bool = False
+    optional: bool = False  # None is accepted too
+    sequence: bool = False  # a tuple of such numbers (None when optional)
+    text: str = ""  # the description in errors, when the generated one would be unreadable
+
+    def accepts(self, value: Any) -> bool:
+        if isinstance(value, bool) or not isinstance(value, int if self.integer else (int, float)):
+            return False  # bool is an int to Python, never a number to a config
+        # NaN fails every comparison, so `value <= 0` alone let it through; check finiteness
+        above = value > self.low if self.low_open else value >= self.low
+        below = value < self.high if self.high_open else value <= self.high
+        finite = isinstance(value, int) or math.isfinite(value)  # ints may exceed floats
+        return finite and above and below
+
+    def describe(self) -> str:
+        kind = "an integer" if self.integer else "a finite number"
+        if self.text:
+            text = self.text
+        elif self.high == math.inf:
+            text = f"{kind} {'>' if self.low_open else '>='} {self.low:g}"
+        else:
+            text = (f"{kind} in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}"
+                    f"{')' if self.high_open else ']'}")
+        if self.sequence:
+            text = "a tuple of " + text.replace("an integer", "integers").replace(
+                "a finite number", "finite numbers")
+        return f"None or {text}" if self.optional else text
 
 
-def _non_negative(field: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise ConfigError(f"config.{field}={value!r} must be a number >= 0")
+_COUNT = Range(1, integer=True)  # a positive integer
+_POSITIVE = Range(0, low_open=True)
+_NON_NEGATIVE = Range(0)
+_FRACTION = Range(0, 1)  # [0, 1)
+
+# Every numeric field of `base_config()` and the range it accepts; tests/training checks that
+# no numeric field of any configs/*.py is missing here.
+NUMBERS: dict[str, Range] = {
+    "synthetic.image_shape": Range(1, integer=True, sequence=True),
+    "synthetic.num_classes": _COUNT,
+    "synthetic.num_train": _COUNT,
+    "synthetic.num_test": _COUNT,
+    "num_classes": Range(1, integer=True, optional=True),
+    "batch_size": _COUNT,
+    "eval_batch_size": _COUNT,
+    "num_epochs": _COUNT,
+    "num_steps": Range(1, integer=True, optional=True),
+    "learning_rate": _POSITIVE,
+    "momentum": _FRACTION,  # 1 would never forget a gradient; above 1 diverges
+    "weight_decay": _NON_NEGATIVE,
+    "warmup_epochs": _NON_NEGATIVE,
+    "lr_decay_epochs": Range(0, low_open=True, optional=True, sequence=True),
+    "lr_decay_factor": Range(0, 1, low_open=True, high_open=False),
+    "label_smoothing": _FRACTION,
+    "grad_clip_norm": Range(0, low_open=True, optional=True),
+    "augment.max_shift": Range(0, integer=True, optional=True),
+    "checkpoint_every_steps": _COUNT,
+    "keep_checkpoints": _COUNT,
+    # what jax.random.key accepts (a C long)
+    "seed": Range(-(2**63), 2**63, integer=True, text="an integer in [-2**63, 2**63)"),
+    "log_every": _COUNT,
+    "profile_steps": Range(0, integer=True),
+    "prefetch": Range(0, integer=True),
+    "distributed.num_processes": Range(1, integer=True, optional=True),
+    "distributed.process_id": Range(0, integer=True, optional=True),
+}
+
+
+def _field(config: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        config = config[part]
+    return config
+
+
+def check_numbers(config: Any) -> None:
+    """Every field of `NUMBERS` finite and in its range; raises ConfigError naming the first
+    that is not."""
+    for field, valid in NUMBERS.items():
+        value = _field(config, field)
+        if value is None and valid.optional:
+            continue
+        if valid.sequence:
+            ok = isinstance(value, (tuple, list)) and all(valid.accepts(v) for v in value)
+        else:
+            ok = valid.accepts(value)
+        if not ok:
+            raise ConfigError(f"config.{field}={value!r} must be {valid.describe()}")
 
 
 def model_choices() -> list[str]:
@@ -74,27 +160,16 @@ def check_model(config: Any) -> None:
 def _check_optimizer(config: Any) -> None:
     _choice("optimizer", config.optimizer, OPTIMIZERS)
     _choice("schedule", config.schedule, SCHEDULES)
-    _positive(config, "learning_rate", float)
-    for field in ("weight_decay", "warmup_epochs", "momentum"):
-        _non_negative(field, config[field])
-    if config.grad_clip_norm is not None:
-        _positive(config, "grad_clip_norm", float)
-    if config.schedule == "step":
-        epochs = config.lr_decay_epochs
-        if not epochs or any(not isinstance(e, (int, float)) or e <= 0 for e in epochs):
-            raise ConfigError(
-                f"config.lr_decay_epochs={epochs!r} must be a non-empty tuple of epochs > 0 "
-                "for config.schedule='step'"
-            )
-        if not 0 < config.lr_decay_factor <= 1:
-            raise ConfigError(
-                f"config.lr_decay_factor={config.lr_decay_factor!r} must be in (0, 1]")
-    if not 0.0 <= config.label_smoothing < 1.0:
-        raise ConfigError(f"config.label_smoothing={config.label_smoothing!r} must be in [0, 1)")
+    if config.schedule == "step" and not config.lr_decay_epochs:
+        raise ConfigError(
+            f"config.lr_decay_epochs={config.lr_decay_epochs!r} must be a non-empty tuple of "
+            "epochs > 0 for config.schedule='step'"
+        )
 
 
 def check_config(config: Any, *, num_devices: int, check_model_name: bool = True) -> Plan:
     """Validates `config`; returns the derived `Plan`. Raises ConfigError."""
+    check_numbers(config)
     try:
         spec = dataset_spec(config.dataset, config.synthetic)
     except ValueError as e:
@@ -103,24 +178,12 @@ def check_config(config: Any, *, num_devices: int, check_model_name: bool = True
         check_model(config)
     _check_optimizer(config)
     _choice("dtype", config.dtype, DTYPES)
-    for field in ("batch_size", "eval_batch_size", "log_every", "checkpoint_every_steps",
-                  "keep_checkpoints"):
-        _positive(config, field)
-    _non_negative("profile_steps", config.profile_steps)
-    _non_negative("prefetch", config.prefetch)
-    if config.num_steps is not None:
-        _positive(config, "num_steps")
-    else:
-        _positive(config, "num_epochs")
     for field in ("batch_size", "eval_batch_size"):
         if config[field] % num_devices:
             raise ConfigError(
                 f"config.{field}={config[field]} is not divisible by the {num_devices} "
                 f"devices; choices: a multiple of {num_devices}"
             )
-    max_shift = config.augment.max_shift
-    if max_shift is not None and (not isinstance(max_shift, int) or max_shift < 0):
-        raise ConfigError(f"config.augment.max_shift={max_shift!r} must be an integer >= 0")
     num_classes = spec.num_classes if config.num_classes is None else config.num_classes
     if num_classes < spec.num_classes:
         raise ConfigError(

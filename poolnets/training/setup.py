@@ -9,7 +9,7 @@ from typing import Any
 import jax
 
 from poolnets.data import Preprocess, load_split
-from poolnets.training.config import ConfigError, Plan
+from poolnets.training.config import ConfigError, Plan, check_numbers
 
 
 def initialize_distributed(config: Any) -> bool:
@@ -18,8 +18,10 @@ def initialize_distributed(config: Any) -> bool:
     From config.distributed (coordinator_address, num_processes, process_id) when
     coordinator_address is set, else from $JAX_COORDINATOR_ADDRESS, $JAX_NUM_PROCESSES,
     $JAX_PROCESS_ID when the first is set; otherwise a single process. CPU processes talk
-    through gloo collectives.
+    through gloo collectives. The config's numbers are checked first (ConfigError), as
+    this runs before `check_config`.
     """
+    check_numbers(config)
     d = config.distributed
     address = d.coordinator_address or os.environ.get("JAX_COORDINATOR_ADDRESS")
     if not address:
