@@ -27,7 +27,9 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -111,6 +113,15 @@ class Digits(tfds.core.GeneratorBasedBuilder):
                 "index": np.int32(i),
             }
 
+    # TFDS announces every preparation as "Downloading and preparing dataset Unknown size"
+    # and a "downloaded and prepared" line; neither is true of a dataset that ships inside
+    # scikit-learn, so `prepare` says what happens instead.
+    def _log_download_bytes(self) -> None:
+        pass
+
+    def _log_download_done(self) -> None:
+        pass
+
 
 @contextlib.contextmanager
 def _exclusive_lock(path: str) -> Iterator[None]:
@@ -123,6 +134,20 @@ def _exclusive_lock(path: str) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+@contextlib.contextmanager
+def _quiet_absl() -> Iterator[None]:
+    """Hides absl warnings while the builder looks for and writes the dataset: on a first use
+    TFDS warns "Variant folder ... has no dataset_info.json" about the version folder that
+    the preparation is about to fill."""
+    logger = logging.getLogger("absl")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def prepare(data_dir: str) -> Digits:
     """Prepares `digits` under `data_dir` if it is not there yet; returns the builder.
 
@@ -131,9 +156,11 @@ def prepare(data_dir: str) -> Digits:
     prepared dataset and only read it.
     """
     os.makedirs(data_dir, exist_ok=True)
-    with _exclusive_lock(os.path.join(data_dir, "digits.lock")):
+    with _exclusive_lock(os.path.join(data_dir, "digits.lock")), _quiet_absl():
         builder = Digits(data_dir=data_dir, file_format="array_record")
         if not builder.is_prepared():
+            print(f"poolnets: preparing the bundled digits dataset (no download) in {data_dir}",
+                  file=sys.stderr)
             tfds.display_progress_bar(False)
             try:
                 builder.download_and_prepare(
