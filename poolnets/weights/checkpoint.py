@@ -3,7 +3,8 @@
 `save_variables(directory, variables)` writes `{"params", "batch_stats"}` with orbax's
 StandardCheckpointer (written to a temporary directory and renamed when complete);
 `restore_variables(directory)` reads them back as NumPy arrays, or, given `target` (e.g.
-`jax.eval_shape` of `model.init`), checks the tree structure and shapes against it.
+`jax.eval_shape` of `model.init`), checks the tree structure and shapes against it; arrays
+holding NaN or Inf are refused by name unless `allow_nonfinite`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from typing import Any
 
 import jax
 import numpy as np
+
+from poolnets.weights.finite import nonfinite_report
 
 
 def save_variables(directory: str | os.PathLike, variables: dict[str, Any]) -> str:
@@ -28,11 +31,14 @@ def save_variables(directory: str | os.PathLike, variables: dict[str, Any]) -> s
     return path
 
 
-def restore_variables(directory: str | os.PathLike, target: Any = None) -> dict[str, Any]:
+def restore_variables(directory: str | os.PathLike, target: Any = None, *,
+                      allow_nonfinite: bool = False) -> dict[str, Any]:
     """Reads variables written by `save_variables` (NumPy arrays on the host).
 
     target: optional pytree of arrays or `jax.ShapeDtypeStruct`s; when given, a checkpoint of
     another structure or shape raises ValueError.
+    allow_nonfinite: if False (default), arrays holding NaN or Inf raise ValueError naming
+    them (e.g. variables saved from a diverged run).
     """
     import orbax.checkpoint as ocp
 
@@ -49,7 +55,13 @@ def restore_variables(directory: str | os.PathLike, target: Any = None) -> dict[
             except (ValueError, KeyError) as e:
                 raise ValueError(f"checkpoint {path!r} does not match the target: {e}") from None
             _check_shapes(path, restored, abstract)
-    return jax.tree.map(np.asarray, restored)
+    restored = jax.tree.map(np.asarray, restored)
+    if not allow_nonfinite:
+        flat = {jax.tree_util.keystr(p, simple=True, separator="/"): x
+                for p, x in jax.tree_util.tree_flatten_with_path(restored)[0]}
+        if report := nonfinite_report(flat, path):
+            raise ValueError(report)
+    return restored
 
 
 def _check_shapes(path: str, restored: Any, abstract: Any) -> None:

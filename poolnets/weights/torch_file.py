@@ -1,21 +1,26 @@
-"""Reading PyTorch state dicts as NumPy arrays, without PyTorch and without running pickle code.
+"""PyTorch `torch.save` state dicts as NumPy arrays, without PyTorch or running pickle code.
 
-Two formats:
-- safetensors (`*.safetensors`): through the `safetensors` package's NumPy API.
-- `torch.save` files (`*.pth`, `*.pt`): the zip format of torch >= 1.6 (`<root>/data.pkl`
-  plus one raw little- or big-endian storage per `<root>/data/<key>`, `<root>/byteorder`
-  naming the order; absent means little) and the legacy format of older torch (magic
-  number, protocol and system-info pickles, the main pickle, the list of storage keys, then
-  each storage as an int64 element count followed by its bytes), which torchvision still
-  serves for some VGG checkpoints.
+Two formats (`poolnets.weights.reader` tells them from safetensors by their structure):
+- zip (torch >= 1.6): `<root>/data.pkl` plus one raw little- or big-endian storage per
+  `<root>/data/<key>`, `<root>/byteorder` naming the order (absent means little).
+- legacy, which torchvision still serves for some VGG checkpoints: pickles of the magic
+  number 0x1950a86a20f9469cfc6c, the protocol version (1001) and system info, the main
+  pickle, the list of storage keys, then each storage as an int64 element count followed
+  by its bytes (torch/serialization.py, `_legacy_save`).
 
 The pickle is read by an unpickler whose `find_class` resolves only an allow-list:
 `collections.OrderedDict`, torch's tensor-rebuild functions (`torch._utils._rebuild_tensor`,
 `_rebuild_tensor_v2`, `_rebuild_parameter`) and the typed storage classes (`torch.FloatStorage`,
 ...), each replaced by a NumPy stand-in defined here; nothing is imported from torch. Any other
 global (`os.system`, `builtins.eval`, ...) raises `UnsafePickleError` before it is called,
-which is how Python's documentation restricts unpickling ("Restricting Globals"). Tensor
-views are bounds-checked against their storage before they are read.
+which is how Python's documentation restricts unpickling ("Restricting Globals").
+
+Unpickling yields records only (storages: key, dtype, size; tensors: offset, size, stride).
+Before anything is read or copied out, the caller's `check_shapes` sees every shape (the
+torchvision converter checks its layout there), views must lie inside their storages, the
+storages must fit in the file (torch writes them once each, uncompressed) and the tensors
+may hold at most `MAX_REPEAT` x the elements stored: a small file cannot make a large
+allocation (a stride-0 view repeats one element as often as its shape says).
 """
 
 from __future__ import annotations
@@ -26,12 +31,15 @@ import os
 import pickle
 import struct
 import zipfile
+import zlib
+from collections.abc import Callable
 from typing import Any, BinaryIO
 
 import ml_dtypes
 import numpy as np
 
 StateDict = dict[str, np.ndarray]
+ShapeCheck = Callable[[dict[str, tuple[int, ...]]], None]
 
 # torch's typed storage classes -> NumPy dtypes (little-endian; byte order is applied later).
 STORAGE_DTYPES: dict[str, np.dtype] = {
@@ -48,6 +56,8 @@ STORAGE_DTYPES: dict[str, np.dtype] = {
 }
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 LEGACY_PROTOCOL = 1001
+# Tied weights save one storage under two keys; more repetition than this is not a state dict.
+MAX_REPEAT = 2
 
 
 class UnsafePickleError(pickle.UnpicklingError, ValueError):
@@ -73,54 +83,66 @@ class _StorageType(_Sealed):
 
 
 class _Storage(_Sealed):
-    """A flat storage: a 1-D array of its element dtype."""
+    """A storage record: key, dtype, element count; `data` (1-D, native order) once read."""
 
-    __slots__ = ("data",)
+    __slots__ = ("key", "dtype", "numel", "data")
 
-    def __init__(self, data: np.ndarray):
-        self.data = data
+    def __init__(self, key: str, dtype: np.dtype, numel: int):
+        self.key, self.dtype, self.numel, self.data = key, dtype, numel, None
 
-
-def _rebuild_tensor(storage: Any, offset: Any, size: Any, stride: Any, *_: Any) -> np.ndarray:
-    """`torch._utils._rebuild_tensor(_v2)`: a strided view of a storage, checked, copied."""
-    if not isinstance(storage, _Storage):
-        raise UnsafePickleError(f"tensor storage is {type(storage).__name__}, not a storage")
-    if not (isinstance(offset, int) and isinstance(size, tuple) and isinstance(stride, tuple)
-            and len(size) == len(stride)
-            and all(isinstance(v, int) and v >= 0 for v in size + stride)):
-        raise UnsafePickleError(
-            f"malformed tensor record: offset={offset!r} size={size!r} stride={stride!r}")
-    data = storage.data
-    if 0 in size:
-        return np.zeros(size, data.dtype)
-    last = offset + sum((n - 1) * s for n, s in zip(size, stride, strict=True))
-    if offset < 0 or last >= data.size:
-        raise UnsafePickleError(
-            f"tensor view (offset {offset}, size {size}, stride {stride}) reaches past its "
-            f"storage of {data.size} elements")
-    view = np.lib.stride_tricks.as_strided(
-        data[offset:], size, tuple(s * data.itemsize for s in stride), writeable=False)
-    return np.array(view)
+    @property
+    def nbytes(self) -> int:
+        return self.numel * self.dtype.itemsize
 
 
-class _Deferred(_Sealed):
-    """A tensor of a legacy file, whose storages follow the pickle: rebuilt after reading."""
+class _View(_Sealed):
+    """A tensor record, `torch._utils._rebuild_tensor(_v2)`'s arguments: a strided view of a
+    storage, copied out only after every check."""
 
-    __slots__ = ("storage", "record")
+    __slots__ = ("storage", "offset", "size", "stride")
 
-    def __init__(self, storage: _Storage, record: tuple):
-        if not isinstance(storage, _Storage) or len(record) < 3:
-            raise UnsafePickleError(f"malformed tensor record ({type(storage).__name__}, "
-                                    f"{record!r})")
-        self.storage, self.record = storage, record
+    def __init__(self, storage: Any, offset: Any, size: Any, stride: Any, *_: Any):
+        if not isinstance(storage, _Storage):
+            raise UnsafePickleError(f"tensor storage is {type(storage).__name__}, not a storage")
+        if not (isinstance(offset, int) and offset >= 0 and isinstance(size, tuple)
+                and isinstance(stride, tuple) and len(size) == len(stride)
+                and all(isinstance(v, int) and v >= 0 for v in size + stride)):
+            raise UnsafePickleError(
+                f"malformed tensor record: offset={offset!r} size={size!r} stride={stride!r}")
+        self.storage, self.offset, self.size, self.stride = storage, offset, size, stride
 
-    def rebuild(self) -> np.ndarray:
-        return _rebuild_tensor(self.storage, *self.record)
+    @property
+    def numel(self) -> int:
+        return int(np.prod(self.size, dtype=object))  # Python ints: no overflow
+
+    def check_bounds(self, key: str) -> None:
+        if self.numel == 0:
+            return
+        last = self.offset + sum((n - 1) * s for n, s in zip(self.size, self.stride, strict=True))
+        if last >= self.storage.numel:
+            raise UnsafePickleError(
+                f"tensor {key!r} (offset {self.offset}, size {self.size}, stride "
+                f"{self.stride}) reaches past its storage of {self.storage.numel} elements")
+
+    def materialise(self) -> np.ndarray:
+        data = self.storage.data
+        if self.numel == 0:
+            return np.zeros(self.size, data.dtype)
+        view = np.lib.stride_tricks.as_strided(
+            data[self.offset:], self.size, tuple(s * data.itemsize for s in self.stride),
+            writeable=False)
+        return np.array(view)
+
+
+def _rebuild_tensor(*args: Any) -> _View:
+    """`torch._utils._rebuild_tensor(_v2)`. A function, not the class: pickle's NEWOBJ on an
+    allowed class would make a `_View` without its checks."""
+    return _View(*args)
 
 
 def _rebuild_parameter(data: Any, *_: Any) -> Any:
     """`torch._utils._rebuild_parameter`: an nn.Parameter is its tensor."""
-    if not isinstance(data, np.ndarray | _Deferred):
+    if not isinstance(data, _View):
         raise UnsafePickleError(f"parameter data is {type(data).__name__}, not a tensor")
     return data
 
@@ -134,19 +156,14 @@ _ALLOWED: dict[tuple[str, str], Any] = {
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
-    """Resolves only `_ALLOWED` globals; storages come from `load_storage(key, type, numel)`.
+    """Resolves only `_ALLOWED` globals; each persistent storage id becomes a `_Storage`
+    record in `storages` (one per key), read later."""
 
-    rebuild: the stand-in for torch's tensor-rebuild functions.
-    """
-
-    def __init__(self, file: BinaryIO, source: str, load_storage: Any = None,
-                 rebuild: Any = _rebuild_tensor):
+    def __init__(self, file: BinaryIO, source: str, storages: dict[str, _Storage] | None = None):
         super().__init__(file)
-        self._load_storage, self._source = load_storage, source
+        self._source, self.storages = source, storages
         self._globals = dict(_ALLOWED)  # storage types fresh per load: nothing shared
         self._globals.update({("torch", n): _StorageType(n) for n in STORAGE_DTYPES})
-        self._globals[("torch._utils", "_rebuild_tensor")] = rebuild
-        self._globals[("torch._utils", "_rebuild_tensor_v2")] = rebuild
 
     def find_class(self, module: str, name: str) -> Any:
         try:
@@ -159,23 +176,40 @@ class _RestrictedUnpickler(pickle.Unpickler):
             ) from None
 
     def persistent_load(self, pid: Any) -> Any:
-        if self._load_storage is None or not (
+        if self.storages is None or not (
                 isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage"):
             raise UnsafePickleError(f"{self._source}: unexpected persistent id {pid!r}")
         _, storage_type, key, _location, numel = pid[:5]
-        if not isinstance(storage_type, _StorageType) or not isinstance(numel, int):
+        if not (isinstance(storage_type, _StorageType) and isinstance(numel, int)
+                and numel >= 0):
             raise UnsafePickleError(f"{self._source}: malformed storage record {pid!r}")
         if len(pid) > 5 and pid[5] is not None:
             raise UnsafePickleError(f"{self._source}: storage views (pre-0.4 files) unsupported")
-        return self._load_storage(str(key), storage_type, numel)
+        storage = self.storages.setdefault(
+            str(key), _Storage(str(key), storage_type.dtype, numel))
+        if (storage.dtype, storage.numel) != (storage_type.dtype, numel):
+            raise UnsafePickleError(f"{self._source}: storage {str(key)!r} recorded twice with "
+                                    "different dtypes or sizes")
+        return storage
+
+    def load_checked(self) -> Any:
+        """Unpickles, reporting a malformed stream (e.g. calling a storage type) as
+        ValueError."""
+        try:
+            return self.load()
+        except (UnsafePickleError, ValueError):
+            raise
+        except Exception as e:  # noqa: BLE001 -- any other failure means a malformed file
+            raise ValueError(f"{self._source}: malformed torch.save pickle "
+                             f"({type(e).__name__}: {e})") from None
 
 
-def _check_state_dict(obj: Any, source: str) -> StateDict:
+def _views(obj: Any, source: str) -> dict[str, _View]:
     if not isinstance(obj, dict):
         raise ValueError(f"{source}: expected a state dict (str -> tensor), got "
                          f"{type(obj).__name__}")
     bad = [(k, type(v).__name__) for k, v in obj.items()
-           if not isinstance(k, str) or not isinstance(v, np.ndarray)]
+           if not isinstance(k, str) or not isinstance(v, _View)]
     if bad:
         raise ValueError(
             f"{source}: not a plain state dict; entries that are not tensors: {bad[:5]} "
@@ -183,104 +217,126 @@ def _check_state_dict(obj: Any, source: str) -> StateDict:
     return dict(obj)
 
 
-def _read_zip(path: str) -> StateDict:
+def _check_sizes(views: dict[str, _View], storages: dict[str, _Storage], source: str,
+                 file_size: int) -> None:
+    """What reading would allocate, bounded by the file's size, from the records alone."""
+    for key, view in views.items():
+        view.check_bounds(key)
+    stored = sum(s.nbytes for s in storages.values())
+    if stored > file_size:
+        raise ValueError(f"{source}: storages hold {stored} bytes, more than the whole file "
+                         f"({file_size} bytes): compressed or overlapping archive members, "
+                         "which torch.save does not write")
+    held = sum(s.numel for s in storages.values())
+    total = sum(v.numel for v in views.values())
+    if total > MAX_REPEAT * held:
+        largest = sorted(views.items(), key=lambda kv: -kv[1].numel)[:3]
+        named = "; ".join(f"{k!r} of shape {v.size}, stride {v.stride}, over a storage of "
+                          f"{v.storage.numel}" for k, v in largest)
+        raise ValueError(f"{source}: the tensors hold {total} elements, more than "
+                         f"{MAX_REPEAT} x the {held} stored in the file (views repeating "
+                         f"elements): largest {named}")
+
+
+def _check_read(raw: bytes, storage: _Storage, source: str) -> None:
+    """A short read would leave the strided views reading past the buffer."""
+    if len(raw) != storage.nbytes:
+        raise ValueError(f"{source}: storage {storage.key!r} is truncated ({len(raw)} of "
+                         f"{storage.nbytes} bytes)")
+
+
+def is_legacy(head: bytes) -> bool:
+    """Whether `head` (a file's first 32 bytes) opens with torch's legacy magic-number pickle
+    (26 bytes at most: PROTO, FRAME for protocol 4+, LONG1 of 10 bytes, STOP)."""
+    if head[:1] != b"\x80":  # pickle's PROTO opcode
+        return False
+    try:
+        return _RestrictedUnpickler(io.BytesIO(head), "header").load() == LEGACY_MAGIC
+    except Exception:  # noqa: BLE001 -- any failure: not a legacy torch file
+        return False
+
+
+def read_zip(path: str, check_shapes: ShapeCheck | None = None) -> StateDict:
+    """A torch.save zip archive; check_shapes sees `{key: shape}` before anything is read."""
+    try:
+        return _read_archive(path, check_shapes)
+    except (zipfile.BadZipFile, EOFError, NotImplementedError, zlib.error) as e:
+        raise ValueError(f"{path}: damaged zip archive ({type(e).__name__}: {e})") from None
+
+
+def _read_archive(path: str, check_shapes: ShapeCheck | None) -> StateDict:
+    file_size = os.path.getsize(path)
     with zipfile.ZipFile(path) as archive:
         names = archive.namelist()
         pickles = [n for n in names if n.endswith("/data.pkl") and n.count("/") == 1]
         if len(pickles) != 1:
             raise ValueError(f"{path}: a zip file but not a torch.save archive "
                              f"(no <root>/data.pkl; members: {names[:5]})")
+        if archive.getinfo(pickles[0]).file_size > file_size:
+            raise ValueError(f"{path}: {pickles[0]} expands past the file's size: compressed "
+                             "members, which torch.save does not write")
         root = pickles[0][: -len("data.pkl")]
         byteorder = "little"
         if root + "byteorder" in names:
-            byteorder = archive.read(root + "byteorder").decode().strip()
+            with archive.open(root + "byteorder") as f:
+                byteorder = f.read(16).decode(errors="replace").strip()
         if byteorder not in ("little", "big"):
             raise ValueError(f"{path}: unknown byteorder record {byteorder!r}")
         storages: dict[str, _Storage] = {}
-
-        def load_storage(key: str, storage_type: _StorageType, numel: int) -> _Storage:
-            if key not in storages:
-                member = f"{root}data/{key}"
-                if member not in names:
-                    raise UnsafePickleError(f"{path}: storage {key!r} missing from the archive")
-                dtype = storage_type.dtype.newbyteorder("<" if byteorder == "little" else ">")
-                raw = archive.read(member)
-                if len(raw) < numel * dtype.itemsize:
-                    raise ValueError(f"{path}: storage {key!r} holds {len(raw)} bytes, "
-                                     f"{numel} x {dtype.itemsize} expected")
-                data = np.frombuffer(raw, dtype, count=numel)
-                storages[key] = _Storage(data.astype(dtype.newbyteorder("=")))
-            return storages[key]
-
         with archive.open(pickles[0]) as f:
-            obj = _load(_RestrictedUnpickler(io.BytesIO(f.read()), path, load_storage))
-    return _check_state_dict(obj, path)
+            obj = _RestrictedUnpickler(io.BytesIO(f.read()), path, storages).load_checked()
+        views = _views(obj, path)
+        if check_shapes:
+            check_shapes({k: v.size for k, v in views.items()})
+        for key, storage in storages.items():
+            member = f"{root}data/{key}"
+            if member not in names:
+                raise UnsafePickleError(f"{path}: storage {key!r} missing from the archive")
+            size = archive.getinfo(member).file_size
+            if size < storage.nbytes:
+                raise ValueError(f"{path}: storage {key!r} holds {size} bytes, "
+                                 f"{storage.numel} x {storage.dtype.itemsize} expected")
+        _check_sizes(views, storages, path, file_size)
+        order = "<" if byteorder == "little" else ">"
+        for key, storage in storages.items():
+            with archive.open(f"{root}data/{key}") as f:
+                raw = f.read(storage.nbytes)
+            _check_read(raw, storage, path)
+            storage.data = np.frombuffer(raw, storage.dtype.newbyteorder(order)).astype(
+                storage.dtype.newbyteorder("="), copy=False)  # read-only; views copy out
+    return {k: v.materialise() for k, v in views.items()}
 
 
-def _load(unpickler: _RestrictedUnpickler) -> Any:
-    """Unpickles, reporting a malformed stream (e.g. calling a storage type) as ValueError."""
-    try:
-        return unpickler.load()
-    except (UnsafePickleError, ValueError):
-        raise
-    except Exception as e:  # noqa: BLE001 -- any other failure means a malformed file
-        raise ValueError(f"{unpickler._source}: malformed torch.save pickle "
-                         f"({type(e).__name__}: {e})") from None
-
-
-def _read_legacy(path: str) -> StateDict:
+def read_legacy(path: str, check_shapes: ShapeCheck | None = None) -> StateDict:
+    """A legacy torch.save file; check_shapes sees `{key: shape}` before anything is read."""
+    file_size = os.path.getsize(path)
     with open(path, "rb") as f:
-        if _load(_RestrictedUnpickler(f, path)) != LEGACY_MAGIC:
-            raise ValueError(f"{path}: neither a zip archive nor a legacy torch.save file")
-        if _load(_RestrictedUnpickler(f, path)) != LEGACY_PROTOCOL:
+        if _RestrictedUnpickler(f, path).load_checked() != LEGACY_MAGIC:
+            raise ValueError(f"{path}: not a legacy torch.save file (no magic number)")
+        if _RestrictedUnpickler(f, path).load_checked() != LEGACY_PROTOCOL:
             raise ValueError(f"{path}: unsupported legacy torch.save protocol")
-        sys_info = _load(_RestrictedUnpickler(f, path))
+        sys_info = _RestrictedUnpickler(f, path).load_checked()
         if not isinstance(sys_info, dict) or not sys_info.get("little_endian", True):
             raise ValueError(f"{path}: legacy files written on big-endian hosts unsupported")
-        pending: dict[str, tuple[_StorageType, int, _Storage]] = {}
-
-        def load_storage(key: str, storage_type: _StorageType, numel: int) -> _Storage:
-            if key not in pending:
-                pending[key] = (storage_type, numel, _Storage(np.empty(0)))
-            return pending[key][2]
-
-        obj = _load(_RestrictedUnpickler(f, path, load_storage,
-                                         lambda storage, *record: _Deferred(storage, record)))
-        keys = _load(_RestrictedUnpickler(f, path))
-        if not isinstance(keys, list) or sorted(map(str, keys)) != sorted(pending):
+        storages: dict[str, _Storage] = {}
+        views = _views(_RestrictedUnpickler(f, path, storages).load_checked(), path)
+        keys = _RestrictedUnpickler(f, path).load_checked()
+        if not isinstance(keys, list) or sorted(map(str, keys)) != sorted(storages):
             raise ValueError(f"{path}: storage key list does not match the pickle")
+        if check_shapes:
+            check_shapes({k: v.size for k, v in views.items()})
+        offsets = {}
         for key in map(str, keys):  # each: int64 element count, then the raw elements
-            storage_type, numel, storage = pending[key]
-            (count,) = struct.unpack("<q", f.read(8))
-            raw = f.read(count * storage_type.dtype.itemsize)
-            if count != numel or len(raw) != count * storage_type.dtype.itemsize:
+            count = struct.unpack("<q", f.read(8).ljust(8, b"\xff"))[0]
+            offsets[key] = f.tell()
+            if count != storages[key].numel or offsets[key] + storages[key].nbytes > file_size:
                 raise ValueError(f"{path}: storage {key!r} is truncated or mis-sized")
-            storage.data = np.frombuffer(raw, storage_type.dtype).astype(
-                storage_type.dtype.newbyteorder("="))
-    if isinstance(obj, dict):
-        obj = {k: v.rebuild() if isinstance(v, _Deferred) else v for k, v in obj.items()}
-    return _check_state_dict(obj, path)
-
-
-def read_state_dict(path: str | os.PathLike) -> StateDict:
-    """Reads `path` (safetensors or torch.save) into `{name: np.ndarray}` without torch.
-
-    Raises UnsafePickleError (a ValueError) for a pickle that references anything but plain
-    tensors, ValueError for a file of another kind or content other than str -> tensor.
-    """
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise ValueError(f"path {path!r} is not a file")
-    with open(path, "rb") as f:
-        magic = f.read(2)
-    if zipfile.is_zipfile(path):
-        return _read_zip(path)
-    if magic[:1] == b"\x80":  # PROTO opcode: a legacy torch.save stream of pickles
-        return _read_legacy(path)
-    from safetensors.numpy import load_file
-
-    try:
-        tensors = load_file(path)
-    except Exception as e:  # safetensors raises its own error types
-        raise ValueError(f"{path}: neither safetensors nor a torch.save file ({e})") from None
-    return _check_state_dict(tensors, path)
+            f.seek(storages[key].nbytes, os.SEEK_CUR)
+        _check_sizes(views, storages, path, file_size)
+        for key, storage in storages.items():
+            f.seek(offsets[key])
+            raw = f.read(storage.nbytes)
+            _check_read(raw, storage, path)
+            storage.data = np.frombuffer(raw, storage.dtype).astype(
+                storage.dtype.newbyteorder("="), copy=False)
+    return {k: v.materialise() for k, v in views.items()}

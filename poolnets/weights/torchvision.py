@@ -18,6 +18,7 @@ out); VGG's first classifier layer also reorders its inputs, since torchvision f
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import re
 from typing import Any
@@ -26,7 +27,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from poolnets.weights.torch_file import StateDict, read_state_dict
+from poolnets.weights.reader import read_state_dict
+from poolnets.weights.torch_file import StateDict
 
 RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 VGGS = tuple(f"vgg{d}{bn}" for d in (11, 13, 16, 19) for bn in ("", "_bn"))
@@ -96,7 +98,8 @@ def abstract_variables(name: str, num_classes: int = 1000) -> dict[str, Any]:
     return jax.eval_shape(lambda x: model.init(jax.random.key(0), x, train=False), x)
 
 
-def layout(name: str, num_classes: int = 1000) -> list[Entry]:
+@functools.lru_cache(maxsize=8)  # loading checks the layout, then converts along it
+def layout(name: str, num_classes: int = 1000) -> tuple[Entry, ...]:
     """Every state-dict tensor of torchvision's `name` with `num_classes` outputs."""
     entries = []
     for key_path, leaf in jax.tree_util.tree_flatten_with_path(
@@ -113,10 +116,10 @@ def layout(name: str, num_classes: int = 1000) -> list[Entry]:
             kind, torch_shape = "vector", shape
         key = f"{_torch_module(name, module)}.{LEAVES[(collection, field)]}"
         entries.append(Entry(key, torch_shape, collection, tuple(path), kind))
-    return entries
+    return tuple(entries)
 
 
-def batch_norm_counters(entries: list[Entry]) -> set[str]:
+def batch_norm_counters(entries: tuple[Entry, ...]) -> set[str]:
     """The optional `num_batches_tracked` key of every BatchNorm layer."""
     return {e.key.rsplit(".", 1)[0] + ".num_batches_tracked" for e in entries
             if e.key.endswith(".running_mean")}
@@ -130,14 +133,16 @@ def expected_shapes(name: str, num_classes: int = 1000) -> dict[str, tuple[int, 
     return shapes
 
 
-def _num_classes(name: str, state_dict: StateDict) -> int:
+Shapes = dict[str, tuple[int, ...]]
+
+
+def _num_classes(name: str, shapes: Shapes) -> int:
     key = "fc.weight" if name.startswith("resnet") else "classifier.6.weight"
-    value = state_dict.get(key)
-    if value is None or value.ndim != 2:
-        got = None if value is None else value.shape
+    shape = shapes.get(key)
+    if shape is None or len(shape) != 2:
         raise ValueError(f"state dict is not a torchvision {name}: classifier {key!r} is "
-                         f"{'missing' if got is None else f'of shape {got}'}")
-    return int(value.shape[0])
+                         f"{'missing' if shape is None else f'of shape {shape}'}")
+    return int(shape[0])
 
 
 def _to_flax(entry: Entry, value: np.ndarray) -> np.ndarray:
@@ -153,22 +158,34 @@ def _to_flax(entry: Entry, value: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(value)
 
 
-def _mismatch_report(name: str, entries: list[Entry], state_dict: StateDict) -> str | None:
+def _mismatch_report(name: str, entries: tuple[Entry, ...], shapes: Shapes) -> str | None:
     expected = {e.key: e.torch_shape for e in entries}
     optional = batch_norm_counters(entries)
-    missing = [k for k in expected if k not in state_dict]
-    extra = [k for k in state_dict if k not in expected and k not in optional]
-    wrong = [f"{k}: file {tuple(state_dict[k].shape)}, expected {expected[k]}"
-             for k in expected if k in state_dict and tuple(state_dict[k].shape) != expected[k]]
-    wrong += [f"{k}: file {tuple(state_dict[k].shape)}, expected ()"
-              for k in optional if k in state_dict and state_dict[k].shape != ()]
+    missing = [k for k in expected if k not in shapes]
+    extra = [k for k in shapes if k not in expected and k not in optional]
+    wrong = [f"{k}: file {shapes[k]}, expected {expected[k]}"
+             for k in expected if k in shapes and shapes[k] != expected[k]]
+    wrong += [f"{k}: file {shapes[k]}, expected ()"
+              for k in optional if k in shapes and shapes[k] != ()]
     if not (missing or extra or wrong):
         return None
     parts = [f"{title} ({len(items)}): {items[:8]}" for title, items in
              (("missing keys", [f"{k} {expected[k]}" for k in missing]),
-              ("unexpected keys", [f"{k} {tuple(state_dict[k].shape)}" for k in extra]),
+              ("unexpected keys", [f"{k} {shapes[k]}" for k in extra]),
               ("wrong shapes", wrong)) if items]
     return f"state dict does not match torchvision {name}: " + "; ".join(parts)
+
+
+def check_layout(name: str, shapes: Shapes) -> tuple[Entry, ...]:
+    """The layout of torchvision's `name` with the classifier rows of `shapes` ({key:
+    shape}); raises ValueError naming the first missing, unexpected and wrongly shaped keys.
+    Needs shapes only, so a file can be checked before its tensors are read."""
+    _check_name(name)
+    entries = layout(name, _num_classes(name, shapes))
+    report = _mismatch_report(name, entries, shapes)
+    if report:
+        raise ValueError(report)
+    return entries
 
 
 def convert_torchvision(name: str, state_dict: StateDict) -> dict[str, Any]:
@@ -177,11 +194,7 @@ def convert_torchvision(name: str, state_dict: StateDict) -> dict[str, Any]:
 
     Raises ValueError naming the first missing, unexpected and wrongly shaped keys.
     """
-    _check_name(name)
-    entries = layout(name, _num_classes(name, state_dict))
-    report = _mismatch_report(name, entries, state_dict)
-    if report:
-        raise ValueError(report)
+    entries = check_layout(name, {k: tuple(np.shape(v)) for k, v in state_dict.items()})
     variables: dict[str, Any] = {}
     for entry in entries:
         node = variables.setdefault(entry.collection, {})
@@ -198,9 +211,12 @@ def load_torchvision(name: str, path: str | os.PathLike) -> dict[str, Any]:
     path: a `model.state_dict()` saved as safetensors or by `torch.save` (zip or legacy
         format), e.g. torchvision's downloaded `resnet18-f37072fd.pth`. PyTorch is not needed;
         a pickle that references anything but tensors raises UnsafePickleError unexecuted.
+        The file's keys and shapes are checked against `name`'s layout before any tensor is
+        read, and tensors holding NaN or Inf are refused by name (ValueError).
     Returns {"params", "batch_stats"} for `poolnets.models.create(name, num_classes=C)`, C
     the number of rows of the checkpoint's classifier (1000 for ImageNet). Inputs must be
     normalised as for torchvision (RGB in [0, 1], mean/std per channel), channels-last.
     """
     _check_name(name)
-    return convert_torchvision(name, read_state_dict(path))
+    state_dict = read_state_dict(path, check_shapes=functools.partial(check_layout, name))
+    return convert_torchvision(name, state_dict)
