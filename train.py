@@ -7,7 +7,8 @@ checkpoints/ and summary.json; running again with the same --workdir resumes fro
 checkpoint. Bad input (unknown config file, field, model, dataset; batch size that does not
 fit the devices; unwritable workdir; dataset not prepared; a checkpoint that does not fit
 the config) prints one line naming the value and the choices, exit status 2. Loss or
-gradients turning NaN/Inf stop the run with one line naming the step, exit status 1.
+gradients turning NaN/Inf stop the run with one line naming the step, and a file that cannot
+be written (a full disk) with one line naming the file and the cause, exit status 1.
 Multi-host: set --config.distributed.* (or $JAX_COORDINATOR_ADDRESS, $JAX_NUM_PROCESSES,
 $JAX_PROCESS_ID) and start the same command once per process.
 """
@@ -99,6 +100,7 @@ def main(argv: list[str]) -> None:
         CheckpointError,
         ConfigError,
         TrainingDiverged,
+        WriteError,
         train_and_evaluate,
     )
     from poolnets.training.setup import initialize_distributed
@@ -111,7 +113,7 @@ def main(argv: list[str]) -> None:
         summary = train_and_evaluate(flags.FLAGS.config, workdir)
     except (ConfigError, CheckpointError) as e:
         fail(e)
-    except TrainingDiverged as e:
+    except (TrainingDiverged, WriteError) as e:
         print(f"train.py: error: {e}", file=sys.stderr)
         sys.exit(1)
     import jax

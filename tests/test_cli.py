@@ -110,6 +110,10 @@ def test_tiny_lenet5_run_through_the_cli(tmp_path, data_dir):
     assert summary["params"] == 61_706  # LeNet-5 (modern) on 32x32x1, 10 classes
     records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [3, 6, 6]  # two train logs, one eval
+    # the console counts epochs as metrics.jsonl does: epochs completed, 6 steps of 22
+    assert records[-1]["epoch"] == 0.273
+    assert "epoch 0.273  step 6  test_loss" in result.stdout, result.stdout
+    assert (workdir / "curves.png").read_bytes()[:4] == b"\x89PNG"
     assert sorted(os.listdir(workdir / "checkpoints")) == ["6"]
 
 
@@ -124,6 +128,38 @@ def test_divergence_exits_1_naming_the_step(tmp_path, data_dir):
     bad_step = int(line.split("at step ")[1].split()[0])
     kept = sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
     assert kept and kept[-1] == bad_step - 1  # the last good state, nothing after it
+    assert not (workdir / "summary.json").exists()
+
+
+# train.py with orbax's metadata writes failing as on a full disk
+FULL_DISK = """
+import errno, runpy, sys
+from orbax.checkpoint._src.path import async_path
+
+async def full(path, text):
+    raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+async_path.write_text = full
+sys.argv = sys.argv[1:]  # train.py and its arguments
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def test_full_disk_at_checkpoint_is_one_line_exit_1(tmp_path, data_dir):
+    workdir = tmp_path / "run"
+    result = subprocess.run(
+        [sys.executable, "-c", FULL_DISK, str(ROOT / "train.py"), "--config.num_steps=3",
+         "--config.log_every=3", f"--config.data_dir={data_dir}", "--workdir", str(workdir)],
+        cwd=ROOT, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 1, result.stderr
+    # the progress bar shares stderr; besides it, only the error line
+    lines = [line for line in result.stderr.splitlines() if "step/s" not in line
+             and "it/s" not in line and line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"train.py: error: cannot write checkpoint {workdir}/checkpoints/3 "
+                               "(OSError: [Errno 28] No space left on device: "), lines[0]
+    assert "Traceback" not in result.stderr and "Event loop" not in result.stderr
+    assert not (workdir / "checkpoints" / "3").exists()
     assert not (workdir / "summary.json").exists()
 
 

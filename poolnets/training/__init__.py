@@ -15,6 +15,7 @@ _EXPORTS = {
     "check_config": "config",
     "base_config": "defaults",
     "CheckpointError": "artifacts",
+    "WriteError": "artifacts",
     "TrainState": "state",
     "count_params": "state",
     "create_train_state": "state",

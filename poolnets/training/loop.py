@@ -2,8 +2,12 @@
 
 The workdir receives config.json, metrics.jsonl (one JSON object per logged train step and
 per evaluation), tensorboard/ (the same scalars), checkpoints/<step>/ (orbax: every
-`checkpoint_every_steps` and after the last step, newest `keep_checkpoints` kept) and, last,
-summary.json. Restarting with the same workdir resumes from the newest checkpoint: the
+`checkpoint_every_steps` and after the last step, newest `keep_checkpoints` kept),
+curves.png (train loss and test accuracy against step, drawn from metrics.jsonl) and, last,
+summary.json. "epoch" is the same everywhere (metrics.jsonl, the console): epochs completed,
+step / steps_per_epoch, to 3 decimals. images_per_s counts train-phase time only (steps and
+their data); evaluations (eval_s in their record) and checkpoint saves are timed apart.
+Restarting with the same workdir resumes from the newest checkpoint: the
 state (step, params, BatchNorm statistics, optimizer state) is restored, the epoch's batch
 order is recomputed from (seed, epoch) and the batches already taken are skipped, and every
 step's randomness is fold_in(key, step), so the resumed run equals an uninterrupted one.
@@ -13,6 +17,7 @@ from __future__ import annotations
 
 import math
 import platform
+import sys
 import time
 from typing import Any
 
@@ -73,7 +78,9 @@ def train_and_evaluate(
     Raises ConfigError for a config that cannot work and CheckpointError for a checkpoint in
     workdir that cannot be resumed, both before anything is written to workdir;
     TrainingDiverged when the loss or gradients stop being finite (the newest checkpoint
-    then holds the last good state).
+    then holds the last good state); WriteError when a workdir file cannot be written (a full
+    disk). A newest checkpoint that does not restore is skipped for the one before it (one
+    line on stderr says which and why).
     """
     t_start = time.perf_counter()
     plan: Plan = check_config(config, num_devices=jax.device_count(), check_model_name=not model)
@@ -123,6 +130,9 @@ def train_and_evaluate(
     lead = jax.process_index() == 0
     if resume_step is None and lead:
         checkpoints.write_config(config_dict)
+    if lead:
+        for note in checkpoints.set_aside_skipped():
+            print(f"poolnets: {note}; resuming from step {resume_step}", file=sys.stderr)
     step_key = put_replicated(mesh, step_key)
     preprocess_spec = build_preprocess(config, plan)
     stored = plan.spec.stored_shape or plan.image_shape
@@ -144,7 +154,7 @@ def train_and_evaluate(
         writer.write({"step": step, "resumed_from_step": step})
     bar = tqdm(total=total_steps, initial=step, unit="step", dynamic_ncols=True,
                disable=not (show_progress and lead))
-    eval_s, pending = 0.0, []
+    eval_s, save_s, pending = 0.0, 0.0, []
     t_log = t_train = time.perf_counter()
     evals: list[dict] = []
 
@@ -157,14 +167,14 @@ def train_and_evaluate(
         """Logs the steps since the last log; stops at the first non-finite one."""
         nonlocal pending, t_log
         logged = jax.device_get(pending)
+        train_s = time.perf_counter() - t_log  # the steps' time, not this logging's
         first = step - len(logged) + 1
         for i, m in enumerate(logged):
             if not m["finite"]:
                 raise TrainingDiverged(
                     f"loss or gradients became NaN/Inf at step {first + i} "
-                    f"(loss {float(m['loss'])}, grad_norm {float(m['grad_norm'])}); last good "
-                    f"checkpoint: step {checkpoints.latest_step()} in {checkpoints.directory}")
-        now = time.perf_counter()
+                    f"(loss {float(m['loss'])}, grad_norm {float(m['grad_norm'])}); "
+                    f"{checkpoints.last_good()}")
         entry = {
             "step": step,
             "epoch": round(step / steps_per_epoch, 3),
@@ -172,13 +182,21 @@ def train_and_evaluate(
             "train_accuracy": float(np.mean([m["accuracy"] for m in logged])),
             "grad_norm": float(np.mean([m["grad_norm"] for m in logged])),
             "learning_rate": float(schedule(step - 1)),
-            "images_per_s": round(len(logged) * config.batch_size / (now - t_log), 1),
+            "images_per_s": round(len(logged) * config.batch_size / train_s, 1),
         }
         record(entry)
         bar.set_postfix(loss=f"{entry['train_loss']:.4f}", acc=f"{entry['train_accuracy']:.3f}",
                         img_s=f"{entry['images_per_s']:.0f}")
         bar.update(len(logged))
-        pending, t_log = [], now
+        pending, t_log = [], time.perf_counter()
+
+    def save(at: int) -> None:
+        """Checkpoint `at`; its time is not train-phase time."""
+        nonlocal t_log, save_s
+        t_save = time.perf_counter()
+        checkpoints.save(at, state)
+        t_log += time.perf_counter() - t_save
+        save_s += time.perf_counter() - t_save
 
     try:
         for epoch in range(min(step // steps_per_epoch, num_epochs - 1), num_epochs):
@@ -199,24 +217,26 @@ def train_and_evaluate(
                 if step % config.log_every == 0 or save_now or step == end:
                     flush()
                 if save_now:
-                    checkpoints.save(step, state)
+                    save(step)
             if pending:
                 flush()
             jax.block_until_ready(state)  # so eval_s does not include queued train steps
             t_eval = time.perf_counter()
             result = {"step": step, "epoch": round(step / steps_per_epoch, 3),
                       **evaluate(eval_fn, state, mesh, test, config.eval_batch_size)}
-            eval_s += time.perf_counter() - t_eval
+            result["eval_s"] = round(time.perf_counter() - t_eval, 3)
+            eval_s += result["eval_s"]
             record(result)
             evals.append(result)
             if lead and show_progress:
-                bar.write(f"epoch {epoch + 1:3d}  step {step:6d}  "
+                bar.write(f"epoch {result['epoch']:g}  step {step}  "
                           f"test_loss {result['test_loss']:.4f}  "
-                          f"test_accuracy {result['test_accuracy']:.4f}")
+                          f"test_accuracy {result['test_accuracy']:.4f}  "
+                          f"eval_s {result['eval_s']:.1f}")
+            t_log += time.perf_counter() - t_eval
             # saved after the evaluation, so a checkpoint at step s implies all records <= s
             if step % config.checkpoint_every_steps == 0 or step == total_steps:
-                checkpoints.save(step, state)
-            t_log += time.perf_counter() - t_eval
+                save(step)
     finally:
         profile.close(state)
         bar.close()
@@ -245,13 +265,15 @@ def train_and_evaluate(
         "train_time_s": round(time.perf_counter() - t_start, 3),
         "timing": {
             "compile_s": round(compile_s, 3),
-            "train_loop_s": round(train_s - eval_s, 3),
+            "train_loop_s": round(train_s - eval_s - save_s, 3),
             "eval_s": round(eval_s, 3),
+            "checkpoint_s": round(save_s, 3),
             "images_per_s": round((step - (resume_step or 0)) * config.batch_size
-                                  / max(train_s - eval_s, 1e-9), 1),
+                                  / max(train_s - eval_s - save_s, 1e-9), 1),
             "resumed_from_step": resume_step,
         },
     }
     if lead:
+        observe.write_curves(workdir)
         artifacts.write_json_atomic(f"{workdir}/{artifacts.SUMMARY_FILE}", summary)
     return summary

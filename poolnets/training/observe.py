@@ -1,13 +1,16 @@
-"""TensorBoard event files (via tensorboardX, no TensorFlow) and the optional profiler trace."""
+"""TensorBoard event files (via tensorboardX, no TensorFlow), the optional profiler trace,
+and curves.png, a picture of the run's curves that needs nothing but an image viewer."""
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
 import jax
 
 TENSORBOARD_DIR = "tensorboard"
+CURVES_FILE = "curves.png"
 PROFILE_DIR = "profile"
 # Steps before the trace starts: the first calls can include one-off work (transfers, warm-up).
 PROFILE_AFTER = 2
@@ -70,3 +73,32 @@ class ProfileWindow:
             jax.block_until_ready(state)
             jax.profiler.stop_trace()
             self.active = False
+
+
+def write_curves(workdir: str) -> str:
+    """Draws train loss and test accuracy against step from workdir/metrics.jsonl into
+    workdir/curves.png, atomically (never seen half-written); returns its path. Raises
+    WriteError when it cannot be written."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display needed
+    import matplotlib.pyplot as plt
+
+    from poolnets.training.artifacts import METRICS_FILE, write_atomic
+
+    with open(os.path.join(workdir, METRICS_FILE)) as f:
+        records = [json.loads(line) for line in f if line.strip()]
+    fig, panels = plt.subplots(1, 2, figsize=(10, 4), layout="constrained")
+    for axes, key, style in zip(panels, ("train_loss", "test_accuracy"), ("-", "o-"),
+                                strict=True):
+        points = [(r["step"], r[key]) for r in records if key in r]
+        if points:
+            axes.plot(*zip(*points, strict=True), style, markersize=3)
+        axes.set(xlabel="step", title=key.replace("_", " "))
+        axes.grid(alpha=0.3)
+    path = os.path.join(workdir, CURVES_FILE)
+    try:
+        write_atomic(path, lambda f: fig.savefig(f, format="png", dpi=100))
+    finally:
+        plt.close(fig)
+    return path

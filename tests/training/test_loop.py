@@ -30,7 +30,10 @@ def test_tiny_run_learns_and_writes_artifacts(tmp_path, tiny_config, tiny_model)
     summary = train_and_evaluate(tiny_config, workdir, model=tiny_model, show_progress=False)
 
     assert sorted(os.listdir(workdir)) == [
-        "checkpoints", "config.json", "metrics.jsonl", "summary.json", "tensorboard"]
+        "checkpoints", "config.json", "curves.png", "metrics.jsonl", "summary.json",
+        "tensorboard"]
+    with open(os.path.join(workdir, "curves.png"), "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     # checkpoint_every_steps=500 > 12 steps: only the final checkpoint
     assert os.listdir(os.path.join(workdir, "checkpoints")) == ["12"]
     with open(os.path.join(workdir, "summary.json")) as f:
@@ -48,7 +51,8 @@ def test_tiny_run_learns_and_writes_artifacts(tmp_path, tiny_config, tiny_model)
     assert [r["step"] for r in train_logs] == [4, 8, 12]
     assert all(r["grad_norm"] > 0 for r in train_logs)
     assert train_logs[-1]["train_loss"] < train_logs[0]["train_loss"]
-    assert len(evals) == 1 and evals[0]["step"] == 12
+    assert len(evals) == 1 and evals[0]["step"] == 12 and evals[0]["eval_s"] >= 0
+    assert evals[0]["epoch"] == round(12 / (1442 // 32), 3)  # epochs completed
     # 12 steps of a tiny CNN already beat chance (10%) clearly (0.37 measured)
     assert summary["test_accuracy"] > 0.25
     assert summary["test_loss"] < np.log(10)
