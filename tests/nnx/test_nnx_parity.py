@@ -1,0 +1,72 @@
+"""Every `poolnets.nnx` module computes its pure `poolnets.pooling` function, reports the
+shape it returns, and equals its Linen (`poolnets.nn`) twin given the same parameters.
+
+"Same program" compares the traced jaxprs (equations and constants): identical programs
+give identical outputs on every input, and tracing compiles nothing, which keeps this
+file fast. Where Flax's NNX and Linen layers differ as programs (conv, norms, attention)
+the outputs are compared numerically under one jit.
+"""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pytest
+from nnx_cases import CASES, X_ODD, X, build, flat_params, linen_variables
+
+import poolnets.nnx as pnnx
+
+
+def assert_same_program(f, g, *args):
+    ours, theirs = jax.make_jaxpr(f)(*args), jax.make_jaxpr(g)(*args)
+    assert str(ours.jaxpr) == str(theirs.jaxpr)
+    assert len(ours.consts) == len(theirs.consts)
+    for a, b in zip(ours.consts, theirs.consts, strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def _eval_mode(module):
+    if hasattr(module, "deterministic"):
+        module.eval()
+    return module
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.pure], ids=lambda c: c.name)
+def test_module_is_its_pure_function(case):
+    module = _eval_mode(build(case))
+    assert_same_program(lambda x: module(x), case.pure(module), X)
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_output_shape_is_the_shape_returned(case):
+    module = _eval_mode(build(case))
+    for x in (X, X_ODD) if case.odd_input else (X,):
+        out = jax.eval_shape(lambda v: module(v), x)
+        shape = (out[0] if isinstance(out, tuple) else out).shape
+        assert module.output_shape(x.shape) == shape
+        assert module.output_spatial(x.shape[1:-1]) == shape[1:-1]
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.linen], ids=lambda c: c.name)
+def test_linen_twin_with_the_same_parameters(case):
+    variables = linen_variables(case)
+    params = flat_params(variables.get("params", {}))
+    module = _eval_mode(build(case, params or None))
+    lin = case.linen()
+
+    def linen(x):
+        return lin.apply(variables, x, **case.linen_kwargs)
+
+    if case.same_program:
+        assert_same_program(lambda x: module(x), linen, X)
+    else:
+        ours, theirs = jax.jit(lambda x: (module(x), linen(x)))(X)
+        np.testing.assert_allclose(ours, theirs, rtol=1e-6, atol=1e-6)
+
+
+def test_every_public_module_has_a_case():
+    """The case table covers every exported pool class, so no module goes untested."""
+    exported = {name for name in dir(pnnx) if isinstance(getattr(pnnx, name), type)
+                and issubclass(getattr(pnnx, name), pnnx.Pool) and name != "Pool"}
+    covered = {type(build(case)).__name__ for case in CASES}
+    assert exported == covered
