@@ -169,10 +169,11 @@ def _mismatch_report(name: str, entries: tuple[Entry, ...], shapes: Shapes) -> s
               for k in optional if k in shapes and shapes[k] != ()]
     if not (missing or extra or wrong):
         return None
+    # Wrong shapes first: the most specific finding, and callers may cut long messages short.
     parts = [f"{title} ({len(items)}): {items[:8]}" for title, items in
-             (("missing keys", [f"{k} {expected[k]}" for k in missing]),
-              ("unexpected keys", [f"{k} {shapes[k]}" for k in extra]),
-              ("wrong shapes", wrong)) if items]
+             (("wrong shapes", wrong),
+              ("missing keys", [f"{k} {expected[k]}" for k in missing]),
+              ("unexpected keys", [f"{k} {shapes[k]}" for k in extra])) if items]
     return f"state dict does not match torchvision {name}: " + "; ".join(parts)
 
 
