@@ -3,20 +3,24 @@
 Any config field can be overridden with `--config.<field>=<value>`. With no arguments this
 runs configs/default.py (LeNet-5 on the bundled `digits` dataset, offline). The workdir
 (default runs/<config>-<timestamp>) receives config.json, metrics.jsonl, tensorboard/,
-checkpoints/ and summary.json; running again with the same --workdir resumes from the newest
-checkpoint. Bad input (unknown config file, field, model, dataset; batch size that does not
-fit the devices; unwritable workdir; dataset not prepared; a checkpoint that does not fit
-the config) prints one line naming the value and the choices, exit status 2. Loss or
-gradients turning NaN/Inf stop the run with one line naming the step, and a file that cannot
-be written (a full disk) with one line naming the file and the cause, exit status 1.
-Multi-host: set --config.distributed.* (or $JAX_COORDINATOR_ADDRESS, $JAX_NUM_PROCESSES,
-$JAX_PROCESS_ID) and start the same command once per process.
+checkpoints/, curves.png (train loss and test accuracy against step) and summary.json;
+running again with the same --workdir resumes from the newest checkpoint that restores.
+Live curves: `pip install tensorboard`, then `tensorboard --logdir <workdir>/tensorboard`.
+Bad input (unknown config file, field, model, dataset; a number out of its range; batch
+size that does not fit the devices; unwritable workdir; dataset not prepared; a checkpoint
+that does not fit the config) prints one line naming the value and the choices, exit status
+2. Loss or gradients turning NaN/Inf stop the run with one line naming the step, and a file
+that cannot be written (a full disk) with one line naming the file and the cause, exit
+status 1. Multi-host: set --config.distributed.* (or $JAX_COORDINATOR_ADDRESS,
+$JAX_NUM_PROCESSES, $JAX_PROCESS_ID) and start the same command once per process.
 """
 
+import ast
 import glob
 import importlib.util
 import os
 import sys
+import textwrap
 import time
 
 from absl import app, flags, logging
@@ -24,12 +28,47 @@ from ml_collections import ConfigDict, config_flags
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_CONFIG = os.path.join(HERE, "configs", "default.py")
+HELP_FLAGS = ("-h", "-?", "--help", "-help", "--helpshort", "--helpfull")
 
 
 def fail(message: str) -> None:
     """One line on stderr, exit status 2."""
     print(f"train.py: error: {' '.join(str(message).split())}", file=sys.stderr)
     sys.exit(2)
+
+
+def usage() -> str:
+    """This docstring, the config files with the first paragraph of each one's docstring,
+    and every config field with its default and meaning (poolnets/training/defaults.py)."""
+    from poolnets.training.defaults import base_config, field_docs
+
+    def rows(pairs: list[tuple[str, str]]) -> list[str]:
+        width = max(len(left) for left, _ in pairs) + 2
+        indent = " " * (width + 2)
+        return [textwrap.fill(right, 100, initial_indent="  " + left.ljust(width),
+                              subsequent_indent=indent) for left, right in pairs]
+
+    configs = []
+    for path in sorted(glob.glob(f"{HERE}/configs/*.py")):
+        with open(path) as f:
+            doc = ast.get_docstring(ast.parse(f.read())) or "(no docstring)"
+        configs.append((os.path.basename(path), " ".join(doc.split("\n\n")[0].split())))
+    defaults, fields = base_config(), []
+    for field, meaning in field_docs().items():
+        value = defaults
+        for part in field.split("."):
+            value = value[part]
+        fields.append((f"{field}.*" if isinstance(value, ConfigDict) else f"{field}={value!r}",
+                       meaning))
+    return "\n".join([
+        __doc__.strip(), "", "Config files (--config configs/<name>.py):", *rows(configs), "",
+        "Config fields (--config.<field>=<value>) with their defaults and meanings, as documented",
+        "in poolnets/training/defaults.py (base_config, where every config file starts):",
+        *rows(fields), "", "Flags:",
+        *rows([("--config FILE", "a config file (default configs/default.py)"),
+               ("--workdir DIR", "output directory (default runs/<config>-<time>)"),
+               ("--help", "this text")]),
+    ])
 
 
 def config_path(argv: list[str]) -> str:
@@ -128,5 +167,8 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    if any(arg in HELP_FLAGS for arg in sys.argv[1:]):
+        print(usage())
+        sys.exit(0)
     define_flags(sys.argv)
     app.run(main, flags_parser=parse_flags)

@@ -18,7 +18,7 @@ from poolnets.training.defaults import base_config
 
 
 def get_config() -> ml_collections.ConfigDict:
-    config = base_config()  # every field and its default: poolnets/training/config.py
+    config = base_config()  # every field and its default: poolnets/training/defaults.py
     config.model.name = "lenet5"
     config.dataset = "digits"
     config.batch_size = 64

@@ -1,5 +1,6 @@
 """`python train.py ...` as a user runs it: bad input exits 2 with one line; a tiny run works."""
 
+import ast
 import json
 import os
 import pathlib
@@ -7,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+from ml_collections import ConfigDict
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -37,6 +39,30 @@ def assert_one_line_error(result, *fragments):
     assert "Traceback" not in result.stderr
     for fragment in fragments:
         assert fragment in lines[0], (fragment, lines[0])
+
+
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_help_lists_the_configs_and_where_each_field_is_documented(flag):
+    from poolnets.training.defaults import base_config, field_docs
+
+    result = run_train(flag, "--workdir", "/nonexistent/never")
+    assert result.returncode == 0 and not result.stderr, result.stderr
+    text = " ".join(result.stdout.split())  # the help wraps long lines
+    for path in sorted((ROOT / "configs").glob("*.py")):
+        first = ast.get_docstring(ast.parse(path.read_text())).split("\n\n")[0]
+        assert f"{path.name} {' '.join(first.split())}" in text, path.name
+    assert "documented in poolnets/training/defaults.py" in text
+    docs = field_docs()
+    for field, default in _leaves(base_config()):
+        assert f"{field}={default!r} {' '.join(docs[field].split())}" in text, field
+
+
+def _leaves(config, prefix=""):
+    for key, value in config.items():
+        if isinstance(value, ConfigDict):
+            yield from _leaves(value, f"{prefix}{key}.")
+        else:
+            yield prefix + key, value
 
 
 @pytest.mark.parametrize(

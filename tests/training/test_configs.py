@@ -39,6 +39,19 @@ def test_config_is_documented_valid_and_fits_its_model(name):
     assert out.shape == (2, plan.num_classes)
 
 
+def test_every_field_has_a_documented_meaning():
+    from poolnets.training.defaults import base_config, field_docs
+
+    def names(config, prefix=""):
+        for key, value in config.items():
+            yield prefix + key
+            if hasattr(value, "items"):
+                yield from names(value, f"{prefix}{key}.")
+
+    docs = field_docs()
+    assert [name for name in names(base_config()) if not docs.get(name, "").strip()] == []
+
+
 def test_image_too_small_for_the_model_is_a_config_error(tmp_path):
     from poolnets.training import train_and_evaluate
 
