@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib
 import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -36,8 +37,16 @@ def prepare_hint(name: str, data_dir: str) -> str:
             f"machine and set config.data_dir (or $TFDS_DATA_DIR).{manual}")
 
 
+# Datasets poolnets writes itself from files already on the machine (module with `prepare`),
+# when they are not prepared in the data_dir yet.
+LOCAL_PREPARERS = {"fashion_mnist": "poolnets.data.fashion_mnist"}
+
+
 def open_source(name: str, split: str, data_dir: str) -> Any:
-    """`tfds.data_source` for a prepared array_record dataset; DatasetUnavailable otherwise."""
+    """`tfds.data_source` for a prepared array_record dataset; DatasetUnavailable otherwise.
+
+    A dataset in LOCAL_PREPARERS that is not prepared yet is prepared from local files first.
+    """
     import tensorflow_datasets as tfds
 
     try:
@@ -59,6 +68,11 @@ def open_source(name: str, split: str, data_dir: str) -> Any:
         if prepared:
             raise DatasetUnavailable(f"dataset {name!r} in {data_dir} cannot be read "
                                      f"({type(error).__name__}: {error})") from None
+        if name in LOCAL_PREPARERS:
+            importlib.import_module(LOCAL_PREPARERS[name]).prepare(data_dir)
+            with _quiet():
+                return tfds.data_source(name, split=split, data_dir=data_dir, download=False,
+                                        try_gcs=False)
         raise DatasetUnavailable(
             f"dataset {name!r} is not prepared in {data_dir}; {prepare_hint(name, data_dir)}"
         ) from None
