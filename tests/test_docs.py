@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 LANGS = ("python", "bash", "text")
 FENCE = re.compile(r"^```([^\n]*)\n(.*?)^```[ \t]*$", re.M | re.S)
-INLINE = re.compile(r"(?<!`)`([^`\n]+)`(?!`)")
+INLINE = re.compile(r"`([^`]+)`")
 LINK = re.compile(r"\]\(([^)\s]+)\)")
 REPO_PATH = re.compile(r"^(poolnets|tests|configs|bench|tools|examples|report|docs)/[\w./-]*$")
 TOP_FILES = {"train.py", "Makefile", "pyproject.toml", "README.md"}
@@ -42,6 +42,11 @@ def fenced(path: Path) -> list[tuple[str, str, str]]:
 def prose(path: Path) -> str:
     """The file without its fenced blocks."""
     return FENCE.sub("", path.read_text())
+
+
+def spans(path: Path) -> list[str]:
+    """The inline code spans of the prose, each on one line."""
+    return [" ".join(span.split()) for span in INLINE.findall(prose(path))]
 
 
 def blocks(*langs: str) -> list[tuple[str, str, str]]:
@@ -179,8 +184,8 @@ def commands(code: str) -> list[list[str]]:
 def inline_commands() -> list[tuple[list[str], str]]:
     found = []
     for path in DOCS:
-        for span in INLINE.findall(prose(path)):
-            if re.match(r"(make |python |\.venv/bin/python |[A-Z_]+=\S+ )", span):
+        for span in spans(path):
+            if re.match(r"(make |python |\.venv/bin/python |/usr/bin/time |[A-Z_]+=\S+ )", span):
                 found.append((shlex.split(span), f"{path.relative_to(ROOT)}: `{span}`"))
     return found
 
@@ -199,7 +204,7 @@ def test_shell_commands_name_what_exists():
 
 def test_paths_in_prose_exist():
     for path in DOCS:
-        for span in INLINE.findall(prose(path)):
+        for span in spans(path):
             if REPO_PATH.match(span) or span in TOP_FILES:
                 assert (ROOT / span).exists(), f"{path.relative_to(ROOT)}: {span} does not exist"
 
