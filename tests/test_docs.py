@@ -209,15 +209,24 @@ def test_paths_in_prose_exist():
                 assert (ROOT / span).exists(), f"{path.relative_to(ROOT)}: {span} does not exist"
 
 
+def anchors(path: Path) -> set[str]:
+    """GitHub's anchors for the headings of a markdown file."""
+    return {re.sub(r"[^\w\- ]", "", m.group(1).strip().lower()).replace(" ", "-")
+            for m in re.finditer(r"^#+ (.+)$", prose(path), re.M)}
+
+
 def test_links_resolve_inside_the_repository():
     for path in [*DOCS, ROOT / "report" / "README.md"]:
         for target in LINK.findall(prose(path)):
             if re.match(r"[a-z]+:", target):  # https:, mailto:
                 continue
-            resolved = (path.parent / target.split("#")[0]).resolve()
+            file, _, anchor = target.partition("#")
+            resolved = (path.parent / file).resolve()
             where = f"{path.relative_to(ROOT)}: ({target})"
             assert resolved.is_relative_to(ROOT), f"{where} points outside the repository"
             assert resolved.exists(), f"{where} does not exist"
+            if anchor:
+                assert anchor in anchors(resolved), f"{where}: no heading #{anchor}"
 
 
 def test_readme_stays_short():
