@@ -197,3 +197,13 @@ def build(case: Case, params: dict | None = None) -> pnnx.Pool:
 def uniform_alpha(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
     """`RandomMixedPool`'s training alpha for `key` (its documented draw)."""
     return (uniform_noise(key, shape) < 0.5).astype(jnp.float32)
+
+
+def assert_same_program(f: Callable, g: Callable, *args: Any) -> None:
+    """`f` and `g` trace to the same jaxpr with equal constants, so they compute the same
+    values on every input (tracing compiles nothing)."""
+    ours, theirs = jax.make_jaxpr(f)(*args), jax.make_jaxpr(g)(*args)
+    assert str(ours.jaxpr) == str(theirs.jaxpr)
+    assert len(ours.consts) == len(theirs.consts)
+    for a, b in zip(ours.consts, theirs.consts, strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

@@ -12,17 +12,9 @@ from __future__ import annotations
 import jax
 import numpy as np
 import pytest
-from nnx_cases import CASES, X_ODD, X, build, flat_params, linen_variables
+from nnx_cases import CASES, X_ODD, X, assert_same_program, build, flat_params, linen_variables
 
 import poolnets.nnx as pnnx
-
-
-def assert_same_program(f, g, *args):
-    ours, theirs = jax.make_jaxpr(f)(*args), jax.make_jaxpr(g)(*args)
-    assert str(ours.jaxpr) == str(theirs.jaxpr)
-    assert len(ours.consts) == len(theirs.consts)
-    for a, b in zip(ours.consts, theirs.consts, strict=True):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
 def _eval_mode(module):
