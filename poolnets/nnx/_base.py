@@ -56,14 +56,24 @@ def check_bool(name: str, value: Any) -> bool:
     return bool(value)
 
 
-def check_in_features(in_features: Any, *, optional: bool = False) -> int | None:
-    """A positive int channel count (None allowed where `optional`)."""
-    if in_features is None and optional:
+def check_in_features(value: Any, *, optional: bool = False, name: str = "in_features"
+                      ) -> int | None:
+    """A positive int count of features (None allowed where `optional`)."""
+    if value is None and optional:
         return None
-    if isinstance(in_features, bool) or not isinstance(in_features, int | np.integer) or (
-            in_features < 1):
-        raise ValueError(f"in_features must be a positive int; got in_features={in_features!r}")
-    return int(in_features)
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise ValueError(f"{name} must be a positive int; got {name}={value!r}")
+    return int(value)
+
+
+def check_spatial_dims(spatial_dims: Any) -> int | None:
+    """None, or a positive int spatial rank."""
+    if spatial_dims is not None and (isinstance(spatial_dims, bool)
+                                     or not isinstance(spatial_dims, int | np.integer)
+                                     or spatial_dims < 1):
+        raise ValueError(f"spatial_dims must be a positive int or None; got "
+                         f"spatial_dims={spatial_dims!r}")
+    return None if spatial_dims is None else int(spatial_dims)
 
 
 class Pool(nnx.Module):
@@ -110,10 +120,7 @@ class Windowed(Pool):
         self.dilation = frozen(dilation)
         self.ceil_mode = ceil_mode
         n = rank_hint(window_shape, strides, dilation, padding)
-        if spatial_dims is not None:
-            if isinstance(spatial_dims, bool) or not isinstance(spatial_dims, int) or (
-                    spatial_dims < 1):
-                raise ValueError(f"spatial_dims must be a positive int; got {spatial_dims!r}")
+        if check_spatial_dims(spatial_dims) is not None:
             if isinstance(window_shape, Sequence) and len(window_shape) != spatial_dims:
                 raise ValueError(
                     f"window_shape={window_shape!r} has {len(window_shape)} entries but "

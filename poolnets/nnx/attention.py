@@ -54,7 +54,7 @@ class AttentionPool(Pool):
         if not self.spatial_shape or min(self.spatial_shape) < 1:
             raise ValueError(f"spatial_shape must be one positive int per spatial dim; got "
                              f"spatial_shape={spatial_shape!r}")
-        self.output_dim = check_in_features(output_dim, optional=True)
+        self.output_dim = check_in_features(output_dim, optional=True, name="output_dim")
         self.num_heads = resolve_num_heads(num_heads, self.in_features)
         rows = math.prod(self.spatial_shape) + 1
         init = nnx.initializers.normal(self.in_features ** -0.5)
@@ -96,7 +96,7 @@ class MAPHead(Pool):
             raise ValueError(f"num_queries must be a positive int; got {num_queries!r}")
         self.num_queries = num_queries
         self.num_heads = resolve_num_heads(num_heads, c)
-        mlp_dim = check_in_features(mlp_dim, optional=True) or 4 * c
+        mlp_dim = check_in_features(mlp_dim, optional=True, name="mlp_dim") or 4 * c
         xavier = nnx.initializers.xavier_uniform()
         self.probe = nnx.Param(xavier(rngs.params(), (1, num_queries, c), param_dtype))
         self.attention = nnx.MultiHeadAttention(

@@ -24,11 +24,12 @@ from poolnets.nnx._base import (
     abstract_shape,
     check_bool,
     check_in_features,
+    check_spatial_dims,
     frozen,
     rank_hint,
 )
 from poolnets.pooling.blur import avg_blur_pool, blur_pool, conv_blur_pool, max_blur_pool
-from poolnets.pooling.geometry import IntOrSeq, Padding
+from poolnets.pooling.geometry import IntOrSeq, Padding, normalize_tuple
 from poolnets.pooling.spectral import spectral_pool, wavelet_pool
 
 LECUN_NORMAL = nnx.initializers.lecun_normal()  # flax.linen.Conv's default kernel init
@@ -103,14 +104,12 @@ class ConvBlurPool(_Abstract):
                  param_dtype: Any = jnp.float32, spatial_dims: int | None = None,
                  rngs: nnx.Rngs):
         self.in_features = check_in_features(in_features)
-        self.out_features = check_in_features(out_features)
-        if isinstance(kernel_size, Sequence):
-            window = tuple(kernel_size)
-        elif spatial_dims is None:
+        self.out_features = check_in_features(out_features, name="out_features")
+        n = check_spatial_dims(spatial_dims) or rank_hint(kernel_size)
+        if not isinstance(kernel_size, Sequence) and spatial_dims is None:
             raise ValueError(f"ConvBlurPool: an int kernel_size={kernel_size!r} needs "
                              "spatial_dims= (the kernel's rank)")
-        else:
-            window = (kernel_size,) * spatial_dims
+        window = normalize_tuple(kernel_size, n, "kernel_size")
         self.filter_size, self.stride = frozen(filter_size), frozen(stride)
         self.padding, self.pad_mode, self.activation = frozen(padding), pad_mode, activation
         self.use_bias = check_bool("use_bias", use_bias)

@@ -24,6 +24,7 @@ from poolnets.nnx._base import (
     Windowed,
     check_bool,
     check_shape,
+    check_spatial_dims,
     frozen,
     rank_hint,
 )
@@ -79,7 +80,7 @@ class FractionalMaxPool(Pool, Random):
         self.overlapping = check_bool("overlapping", overlapping)
         self.pseudo_random = check_bool("pseudo_random", pseudo_random)
         self.kernel_size = frozen(kernel_size)
-        self.spatial_dims = spatial_dims
+        self.spatial_dims = check_spatial_dims(spatial_dims)
         self.init_random(rngs, deterministic)
         n = self.rank() or rank_hint(kernel_size)
         kernel = normalize_tuple(1 if kernel_size is None else kernel_size, n, "kernel_size")
