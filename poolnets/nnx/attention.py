@@ -1,10 +1,12 @@
-"""NNX attention heads: CLIP's attention pooling (`AttentionPool`) and a multi-head
-attention probe (`MAPHead`), the same computations as `poolnets.nn.attention_pool`
-(papers, formulas and the CLIP weight conversion are documented there).
+"""NNX attention heads: CLIP's attention pooling (`AttentionPool`; Radford et al., "Learning
+Transferable Visual Models From Natural Language Supervision", ICML 2021,
+arXiv:2103.00020) and a multi-head attention probe (`MAPHead`; Zhai et al., "Scaling Vision
+Transformers", CVPR 2022, arXiv:2106.04560, as big_vision's MAPHead).
 
 Both flatten `(N, *spatial, C)` into tokens `(N, T, C)` and let learned queries attend over
 them. `num_heads=None` picks `C // 64` heads when 64 divides C, else 1. Parameter names
-and shapes are those of the Linen modules (`attention/query/kernel`, ...).
+and shapes are those of the Linen modules of `poolnets.nn` (`attention/query/kernel`, ...;
+tests/nnx checks the paths), so Linen weights carry over path by path.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ and `TreePool`.
 Research-pool geometry (no dilation or ceil mode, padding at most half the window).
 Filters have the window's shape (`+ (in_features,)` with `per_feature`), so `GatedPool`
 and `TreePool` need the spatial rank when built: a tuple `window_shape`, or an int with
-`spatial_dims`. Parameters are float32 `nnx.Param`s, initialised as in `poolnets.nn`.
+`spatial_dims`. Parameters are float32 `nnx.Param`s (initial values in each class).
 """
 
 from __future__ import annotations
