@@ -33,6 +33,8 @@ from poolnets.nnx.mixing import RandomMixedPool as RandomMixedPool
 from poolnets.nnx.mixing import TreePool as TreePool
 from poolnets.nnx.random import FractionalMaxPool as FractionalMaxPool
 from poolnets.nnx.random import StochasticPool as StochasticPool
+from poolnets.nnx.regions import RoIAlign as RoIAlign
+from poolnets.nnx.regions import RoIPool as RoIPool
 from poolnets.nnx.weighted import GeMPool as GeMPool
 from poolnets.nnx.weighted import GlobalGeMPool as GlobalGeMPool
 from poolnets.nnx.weighted import GlobalLSEPool as GlobalLSEPool
@@ -44,5 +46,6 @@ from poolnets.nnx.weighted import SoftPool as SoftPool
 from poolnets.nnx.windowed import AvgPool as AvgPool
 from poolnets.nnx.windowed import LPPool as LPPool
 from poolnets.nnx.windowed import MaxPool as MaxPool
+from poolnets.nnx.windowed import MaxUnpool as MaxUnpool
 from poolnets.nnx.windowed import MinPool as MinPool
 from poolnets.nnx.windowed import SumPool as SumPool

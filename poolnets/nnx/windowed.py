@@ -1,5 +1,5 @@
 """NNX modules for the windowed pools of `poolnets.pooling.windowed`: `MaxPool`, `MinPool`,
-`AvgPool`, `SumPool` and `LPPool` (whose exponent may be learned).
+`AvgPool`, `SumPool`, `LPPool` (whose exponent may be learned), and `MaxUnpool`.
 
 Arguments mirror the functions (same defaults; `strides=None` means `strides =
 window_shape`); shapes are `(*batch, *spatial, C) -> (*batch, *out, C)` with the output
@@ -9,15 +9,16 @@ rule of `poolnets.pooling.geometry`, which `output_shape`/`output_spatial` repor
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from poolnets.nnx._base import Windowed, check_bool, check_in_features
+from poolnets.nnx._base import Shape, Windowed, check_bool, check_in_features, check_shape
 from poolnets.pooling.geometry import IntOrSeq, Padding
-from poolnets.pooling.indices import max_pool_with_indices
+from poolnets.pooling.indices import max_pool_with_indices, max_unpool
 from poolnets.pooling.windowed import avg_pool, lp_pool, max_pool, min_pool, sum_pool
 
 
@@ -134,3 +135,27 @@ class LPPool(Windowed):
         p = 1.0 + jax.nn.softplus(self.p_raw[...]) if self.learnable else self.p
         return lp_pool(x, p, self.window_shape, self.strides, self.padding,
                        ceil_mode=self.ceil_mode)
+
+
+class MaxUnpool(Windowed):
+    """`max_unpool(values, indices, window_shape, strides, padding, output_size=)`: the
+    partial inverse of `MaxPool(..., return_indices=True)` with the same geometry (zeros
+    except `values` at `indices`). Default output length per dim `(in - 1) * s - lo - hi +
+    k` (PyTorch's); `output_size` given to the call picks another within `± stride`, and
+    `padding='SAME'` needs it."""
+
+    def __init__(self, window_shape: IntOrSeq, strides: IntOrSeq | None = None,
+                 padding: Padding = 0):
+        super().__init__(window_shape, strides, padding)
+
+    def __call__(self, values: jax.Array, indices: jax.Array, *,
+                 output_size: Sequence[int] | None = None) -> jax.Array:
+        return max_unpool(values, indices, self.window_shape, self.strides, self.padding,
+                          output_size=output_size)
+
+    def output_shape(self, input_shape: Sequence[int]) -> Shape:
+        """Result shape for `values` of `input_shape` and the default output size."""
+        shape = check_shape("input shape", input_shape)
+        pooled = jax.ShapeDtypeStruct(shape, jnp.float32)
+        index = jax.ShapeDtypeStruct(shape, jnp.int32)
+        return jax.eval_shape(lambda v, i: self(v, i), pooled, index).shape

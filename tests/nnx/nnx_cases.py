@@ -26,6 +26,12 @@ from poolnets.pooling.window_taps import uniform_noise
 X = np.abs(np.random.default_rng(0).normal(size=(2, 6, 6, 3))).astype(np.float32) + 0.1
 # A second, odd-sized input for the shape rules.
 X_ODD = np.abs(np.random.default_rng(1).normal(size=(1, 7, 9, 3))).astype(np.float32) + 0.1
+# MaxUnpool's input: X's 2 x 2 / 2 samples at each window's first element, and their flat
+# spatial indices (as max_pool_with_indices returns them).
+POOLED = X[:, ::2, ::2, :]
+_ROWS, _COLS = np.meshgrid(np.arange(0, 6, 2), np.arange(0, 6, 2), indexing="ij")
+INDICES = np.broadcast_to((_ROWS * 6 + _COLS)[None, :, :, None], POOLED.shape).astype(np.int32)
+BOXES = np.array([[1, 0.5, 1.0, 4.5, 3.0]], np.float32)  # (batch_index, x1, y1, x2, y2)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +49,8 @@ class Case:
     linen_kwargs: dict = dataclasses.field(default_factory=dict)
     same_program: bool = True
     odd_input: bool = True  # AttentionPool's embedding fixes its input size
+    x: np.ndarray = dataclasses.field(default_factory=lambda: X)  # the call's first argument
+    extra: tuple = ()  # further positional arguments of the call (indices, boxes)
 
 
 def _p(module, name):
@@ -56,6 +64,9 @@ CASES = [
          lambda: pnn.MaxPool(3, 2, 1, ceil_mode=True)),
     Case("max_indices", lambda r: pnnx.MaxPool((2, 2), return_indices=True),
          lambda m: lambda x: P.max_pool_with_indices(x, (2, 2))),
+    Case("max_unpool", lambda r: pnnx.MaxUnpool(2),
+         lambda m: lambda v, i: P.max_unpool(v, i, 2), odd_input=False, x=POOLED,
+         extra=(INDICES,)),
     Case("min", lambda r: pnnx.MinPool(2, 1, dilation=2),
          lambda m: lambda x: P.min_pool(x, 2, 1, dilation=2),
          lambda: pnn.MinPool(2, 1, dilation=2)),
@@ -153,6 +164,12 @@ CASES = [
     Case("wavelet", lambda r: pnnx.WaveletPool(levels=2, orthonormal=True),
          lambda m: lambda x: P.wavelet_pool(x, levels=2, orthonormal=True),
          lambda: pnn.WaveletPool(levels=2, orthonormal=True), EVAL),
+    Case("roi_pool", lambda r: pnnx.RoIPool((2, 3), spatial_scale=0.5),
+         lambda m: lambda f, b: P.roi_pool(f, b, (2, 3), spatial_scale=0.5), odd_input=False,
+         extra=(BOXES,)),
+    Case("roi_align", lambda r: pnnx.RoIAlign(2, sampling_ratio=2, aligned=True),
+         lambda m: lambda f, b: P.roi_align(f, b, 2, sampling_ratio=2, aligned=True),
+         odd_input=False, extra=(BOXES,)),
     Case("attention", lambda r: pnnx.AttentionPool(3, (6, 6), num_heads=3, output_dim=5, rngs=r),
          None, lambda: pnn.AttentionPool(num_heads=3, output_dim=5), EVAL,
          same_program=False, odd_input=False),

@@ -176,6 +176,10 @@ BAD_ARGUMENTS = [
     (lambda: pnnx.AttentionPool(6, (4, 4), num_heads=4, rngs=RNGS), ValueError, "must divide"),
     (lambda: pnnx.AttentionPool(3, (0, 4), rngs=RNGS), ValueError, "spatial_shape"),
     (lambda: pnnx.MAPHead(3, num_queries=0, rngs=RNGS), ValueError, "num_queries"),
+    (lambda: pnnx.MaxUnpool(2, padding=3), ValueError, "at most half the effective window"),
+    (lambda: pnnx.RoIPool(0), ValueError, "output_size=0"),
+    (lambda: pnnx.RoIAlign(2, spatial_scale=-1.0), ValueError, "spatial_scale"),
+    (lambda: pnnx.RoIAlign(2, aligned=1), TypeError, "aligned=1"),
 ]
 
 
@@ -198,5 +202,10 @@ def test_bad_inputs_name_what_was_expected():
         pnnx.MaxPool(3).output_spatial((2, 5))
     with pytest.raises(ValueError, match="pools 2 spatial dims"):
         pnnx.MaxPool((2, 2)).output_spatial((4, 4, 4))
+    roi = pnnx.RoIAlign((2, 3))
+    boxes = np.zeros((5, 5), np.float32)
+    assert roi.output_shape(X.shape, num_boxes=5) == jax.eval_shape(roi, X, boxes).shape
+    with pytest.raises(ValueError, match=r"features must have shape \(N, H, W, C\)"):
+        roi.output_shape((6, 6, 3))
     with pytest.raises(ValueError, match="input/2 <= output <= input"):
         pnnx.FractionalMaxPool((4, 4)).output_spatial((10, 10))
