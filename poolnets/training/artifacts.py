@@ -150,8 +150,8 @@ class CheckpointError(RuntimeError):
 
 
 # Fields that may change between a run and its resumption without changing its results.
-RESUMABLE_CHANGES = ("data_dir", "log_every", "tensorboard", "profile_steps", "prefetch",
-                     "distributed", "keep_checkpoints")
+RESUMABLE_CHANGES = ("data_dir", "log_every", "tensorboard", "curves", "profile_steps",
+                     "prefetch", "distributed", "keep_checkpoints")
 
 
 def _config_differences(saved: dict, now: dict) -> list[str]:

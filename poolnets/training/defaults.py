@@ -60,6 +60,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.seed = 0  # parameter init, batch order and dropout/random-pool draws
     c.log_every = 20  # steps per metrics.jsonl record (train metrics averaged over them)
     c.tensorboard = True  # event files in workdir/tensorboard
+    c.curves = True  # workdir/curves.png (train loss, test accuracy) at the end of a run
     c.profile_steps = 0  # >0: profiler trace of that many steps into workdir/profile
     c.prefetch = 2  # batches placed on device ahead of the step
 

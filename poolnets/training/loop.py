@@ -3,10 +3,11 @@
 The workdir receives config.json, metrics.jsonl (one JSON object per logged train step and
 per evaluation), tensorboard/ (the same scalars), checkpoints/<step>/ (orbax: every
 `checkpoint_every_steps` and after the last step, newest `keep_checkpoints` kept),
-curves.png (train loss and test accuracy against step, drawn from metrics.jsonl) and, last,
-summary.json. "epoch" is the same everywhere (metrics.jsonl, the console): epochs completed,
-step / steps_per_epoch, to 3 decimals. images_per_s counts train-phase time only (steps and
-their data); evaluations (eval_s in their record) and checkpoint saves are timed apart.
+curves.png (train loss and test accuracy against step from metrics.jsonl; config.curves)
+and, last, summary.json. "epoch" means the same everywhere (metrics.jsonl, the console):
+epochs completed, step / steps_per_epoch, to 3 decimals. images_per_s counts train-phase
+time only (the steps and their data); evaluations (eval_s in their record) and checkpoint
+saves are timed apart.
 Restarting with the same workdir resumes from the newest checkpoint: the
 state (step, params, BatchNorm statistics, optimizer state) is restored, the epoch's batch
 order is recomputed from (seed, epoch) and the batches already taken are skipped, and every
@@ -273,7 +274,7 @@ def train_and_evaluate(
             "resumed_from_step": resume_step,
         },
     }
-    if lead:
+    if lead and config.curves:
         observe.write_curves(workdir)
         artifacts.write_json_atomic(f"{workdir}/{artifacts.SUMMARY_FILE}", summary)
     return summary

@@ -26,6 +26,7 @@ def _read_metrics(workdir):
 
 
 def test_tiny_run_learns_and_writes_artifacts(tmp_path, tiny_config, tiny_model):
+    tiny_config.curves = True
     workdir = str(tmp_path / "run")
     summary = train_and_evaluate(tiny_config, workdir, model=tiny_model, show_progress=False)
 

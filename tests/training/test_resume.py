@@ -53,6 +53,7 @@ CHILD = textwrap.dedent(
     config.checkpoint_every_steps = 10
     config.learning_rate = 0.1
     config.warmup_epochs = 0.0
+    config.curves = False
     train_and_evaluate(config, workdir, model=TinyCNN(), show_progress=False)
     """
 )
