@@ -44,7 +44,8 @@ def _os_error(error: BaseException) -> OSError | None:
 def _reason(error: BaseException) -> str:
     """One line: the underlying OSError if there is one, else the exception's type and text."""
     cause = _os_error(error) or error
-    return f"{type(cause).__name__}: {' '.join(str(cause).split())[:300]}"
+    text = " ".join(str(cause).split())
+    return f"{type(cause).__name__}: {text if len(text) <= 300 else text[:297] + '...'}"
 
 
 @contextlib.contextmanager
