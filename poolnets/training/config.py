@@ -1,9 +1,11 @@
 """Checks a training config (fields: `poolnets.training.defaults.base_config`) before
 anything is computed or written.
 
-Every problem found by `check_config` is a `ConfigError` (a
-ValueError) whose one-line message names the field, the bad value and the valid choices;
-`train.py` prints it and exits with status 2.
+Every problem found by `check_config` is a `ConfigError` (a ValueError) whose one-line
+message names the field, the bad value and the valid choices; `train.py` prints it and exits
+with status 2. Every numeric field must be finite and in the range `NUMBERS` gives it (NaN
+passes any `value <= 0` test, so ranges are checked as what is accepted, never as what is
+refused).
 """
 
 from __future__ import annotations
