@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from poolnets.pooling._fast_extreme import MAX_SLICED_TAPS
+from poolnets.pooling.geometry import as_array, check_spatial_nonempty
 from poolnets.pooling.windowed import avg_pool
 
 OutputSize = int | Sequence[int | None]
@@ -84,10 +85,8 @@ def resolve_output_size(
             f"{fn}: output_size={output_size!r} has {n} spatial entries, so x needs at least "
             f"{n + 1} dims (*batch, *spatial, features), got x.shape={x_shape}"
         )
+    check_spatial_nonempty(fn, x_shape, n)
     spatial = x_shape[len(x_shape) - 1 - n : -1]
-    for length in spatial:
-        if length == 0:
-            raise ValueError(f"{fn}: spatial dims of x must be non-empty, got x.shape={x_shape}")
     return tuple(
         length if o is None else int(o) for o, length in zip(entries, spatial, strict=True)
     )
@@ -136,7 +135,7 @@ def adaptive_avg_pool(x: jax.Array, output_size: OutputSize) -> jax.Array:
     Summation order differs from PyTorch's (per-axis sums here), so float results agree
     to rounding, not bitwise.
     """
-    x = jnp.asarray(x)
+    x = as_array(x, "adaptive_avg_pool")
     sizes = resolve_output_size("adaptive_avg_pool", x.shape, output_size)
     if not jnp.issubdtype(x.dtype, jnp.floating):
         raise TypeError(f"adaptive_avg_pool: x must be floating, got x.dtype={x.dtype}")
@@ -222,7 +221,7 @@ def adaptive_max_pool(
       ValueError: bad `output_size`, too few dims in `x`, or more than 2**30 spatial
       cells; TypeError: complex `x`.
     """
-    x = jnp.asarray(x)
+    x = as_array(x, "adaptive_max_pool")
     sizes = resolve_output_size("adaptive_max_pool", x.shape, output_size)
     if jnp.issubdtype(x.dtype, jnp.complexfloating):
         raise TypeError(f"adaptive_max_pool: x must be real or bool, got x.dtype={x.dtype}")

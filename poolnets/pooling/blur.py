@@ -44,6 +44,7 @@ from jax import lax
 from poolnets.pooling.geometry import (
     IntOrSeq,
     Padding,
+    as_array,
     normalize_tuple,
     num_spatial_dims,
     window_geometry,
@@ -111,7 +112,7 @@ def spatial_rank(x_ndim: int, spatial_dims: int | None, **tuple_args) -> int:
 
 def check_float(x: jax.Array, op: str) -> jax.Array:
     """`x` as an array; TypeError for non-floating inputs of averaging ops."""
-    x = jnp.asarray(x)
+    x = as_array(x, op)
     if not jnp.issubdtype(x.dtype, jnp.floating):
         raise TypeError(f"{op} averages and needs a floating-point x; got x.dtype={x.dtype}")
     return x
@@ -287,7 +288,7 @@ def conv_blur_pool(
     Returns `(*batch, *ceil(L' / stride), C_out)`, `L'` the stride-1 convolution's length.
     """
     x = check_float(x, "conv_blur_pool")
-    kernel = jnp.asarray(kernel)
+    kernel = as_array(kernel, "conv_blur_pool", "kernel")
     n = kernel.ndim - 2
     if n < 1 or x.ndim < n + 1 or kernel.shape[-2] != x.shape[-1]:
         raise ValueError(

@@ -32,8 +32,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from poolnets.pooling.geometry import normalize_tuple
-from poolnets.pooling.window_taps import uniform_noise
+from poolnets.pooling.geometry import as_array, normalize_tuple
+from poolnets.pooling.window_taps import check_key, uniform_noise
 
 _DETERMINISTIC_U = 0.5
 
@@ -146,8 +146,10 @@ def fractional_max_pool(
       x: input, any dtype with an order (the max is taken in `x.dtype`).
       output_size: one int per spatial dim (`None` keeps that dim); with the paper rule
         every entry lies in `[input / 2, input]`.
-      key: PRNG key for the regions. `None` gives deterministic evaluation regions: the
-        pseudo-random layout with phase `u = 1/2` in every plane (for either rule).
+      key: one PRNG key for the regions (typed, or legacy uint32 `(2,)`; a batch of keys
+        is a ValueError: `jax.vmap` maps over keys). `None` gives deterministic
+        evaluation regions: the pseudo-random layout with phase `u = 1/2` in every plane
+        (for either rule).
       overlapping: paper rule only; closed regions `[a_i, a_{i+1}]` instead of disjoint.
       pseudo_random: paper rule only; pseudo-random instead of random increments.
       kernel_size: extension for PyTorch parity: use `FractionalMaxPool2d/3d`'s rule
@@ -163,7 +165,9 @@ def fractional_max_pool(
     Returns:
       The pooled array, `x.dtype`.
     """
-    x = jnp.asarray(x)
+    x = as_array(x, "fractional_max_pool")
+    if key is not None:
+        check_key(key, "fractional_max_pool")
     spatial, sizes = _output_sizes(x.shape, output_size)
     n = len(sizes)
     if not isinstance(overlapping, bool) or not isinstance(pseudo_random, bool):

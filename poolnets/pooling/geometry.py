@@ -38,6 +38,8 @@ import operator
 from collections.abc import Sequence
 from typing import Any
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 IntOrSeq = int | Sequence[int]
@@ -107,6 +109,49 @@ class WindowGeometry:
         low, high = self.requested_padding[axis]
         lo_bound, hi_bound = (-low, length + high) if include_padding else (0, length)
         return ((taps >= lo_bound) & (taps < hi_bound)).sum(axis=1)
+
+
+def as_array(value: Any, op: str, name: str = "x") -> jax.Array:
+    """`value` as a JAX array of numbers (bool, integer, float or complex), checked in plain
+    Python before any tracing; each op checks the dtypes it supports afterwards.
+
+    Raises `TypeError` naming `op`, the argument `name` and the offending type (None, a
+    string, ragged or object sequences, PRNG key arrays) instead of JAX's own error from
+    inside `jnp.asarray`.
+    """
+    array = value
+    if not isinstance(value, jax.Array):
+        try:
+            array = jnp.asarray(value)
+        except (TypeError, ValueError):
+            array = None
+    if array is None or not (jnp.issubdtype(array.dtype, jnp.number)
+                             or array.dtype == jnp.bool_):
+        kind = type(value).__name__
+        if array is not None or hasattr(value, "dtype"):
+            kind += f" with dtype {getattr(value, 'dtype', None)}"
+        raise TypeError(
+            f"{op}: {name} must be an array of numbers (a JAX/NumPy array or a nested "
+            f"sequence of numbers); got {name} of type {kind}: {_short_repr(value)}"
+        )
+    return array
+
+
+def check_spatial_nonempty(op: str, x_shape: Sequence[Any], num_spatial: int) -> None:
+    """ValueError unless each of the `num_spatial` dims before the last of `x_shape` is
+    non-empty: a reduction over an empty region has no value (a mean would be 0/0 = NaN),
+    and torch's adaptive and global pools reject it too."""
+    spatial = tuple(x_shape[len(x_shape) - 1 - num_spatial : -1])
+    if any(length == 0 for length in spatial):
+        raise ValueError(
+            f"{op}: spatial dims of x must be non-empty; got x.shape={tuple(x_shape)} "
+            f"(spatial {spatial})"
+        )
+
+
+def _short_repr(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _as_int(value: Any, name: str, what: str) -> int:
@@ -235,7 +280,8 @@ def window_geometry(
     Raises:
       TypeError/ValueError naming the offending argument and value.
     """
-    x_shape = tuple(int(s) for s in x_shape)
+    # Only the spatial dims need values: batch dims may be symbolic (jax.export).
+    x_shape = tuple(x_shape)
     n = num_spatial_dims(len(x_shape), window_shape)
     if len(x_shape) < n + 1:
         raise ValueError(
@@ -247,7 +293,7 @@ def window_geometry(
     window = normalize_tuple(window_shape, n, "window_shape")
     stride = window if strides is None else normalize_tuple(strides, n, "strides")
     dil = normalize_tuple(dilation, n, "dilation")
-    spatial = x_shape[len(x_shape) - 1 - n : -1]
+    spatial = tuple(int(s) for s in x_shape[len(x_shape) - 1 - n : -1])
     if any(s < 1 for s in spatial):
         raise ValueError(f"spatial dims of x must be non-empty; got x.shape={x_shape}")
     eff = tuple(d * (k - 1) + 1 for k, d in zip(window, dil, strict=True))

@@ -13,16 +13,19 @@ import jax
 import jax.numpy as jnp
 
 from poolnets.pooling.adaptive import adaptive_avg_pool, adaptive_max_pool
+from poolnets.pooling.geometry import as_array, check_spatial_nonempty
 
 _SPP_MODES = ("max", "avg")
 
 
 def _check_nsc(fn: str, x: jax.Array) -> int:
-    """Returns the number of spatial dims of an `(N, *spatial, C)` input, after checking it."""
+    """Returns the number of spatial dims of an `(N, *spatial, C)` input, after checking it
+    (at least one spatial dim, none of them empty)."""
     if x.ndim < 3:
         raise ValueError(
             f"{fn}: x must be (N, *spatial, C) with at least one spatial dim, got x.shape={x.shape}"
         )
+    check_spatial_nonempty(fn, x.shape, x.ndim - 2)
     return x.ndim - 2
 
 
@@ -31,9 +34,10 @@ def global_avg_pool(x: jax.Array, *, keepdims: bool = False) -> jax.Array:
     `keepdims`. Equals PyTorch `AdaptiveAvgPool{n}d(1)`; sums accumulate in float32 (or the
     input dtype if wider) and the result has `x.dtype`.
 
-    Raises TypeError for non-floating `x`, ValueError for `x.ndim < 3`.
+    Raises TypeError for non-floating `x`, ValueError for `x.ndim < 3` or an empty spatial
+    dim (whose mean would be NaN; torch's adaptive pools raise too).
     """
-    x = jnp.asarray(x)
+    x = as_array(x, "global_avg_pool")
     n = _check_nsc("global_avg_pool", x)
     if not jnp.issubdtype(x.dtype, jnp.floating):
         raise TypeError(f"global_avg_pool: x must be floating, got x.dtype={x.dtype}")
@@ -50,9 +54,9 @@ def global_max_pool(x: jax.Array, *, keepdims: bool = False) -> jax.Array:
     first maximum in row-major order (NaN: to the last NaN) rather than being shared among
     ties as for `torch.amax`/`jnp.max`. Integer and bool inputs are allowed.
 
-    Raises ValueError for `x.ndim < 3`, TypeError for complex `x`.
+    Raises ValueError for `x.ndim < 3` or an empty spatial dim, TypeError for complex `x`.
     """
-    x = jnp.asarray(x)
+    x = as_array(x, "global_max_pool")
     n = _check_nsc("global_max_pool", x)
     pooled = adaptive_max_pool(x, (1,) * n)
     return pooled if keepdims else pooled.reshape(x.shape[0], x.shape[-1])
@@ -80,7 +84,7 @@ def spatial_pyramid_pool(
       levels: non-empty sequence of positive ints (bins per spatial dim at each level).
       mode: `"max"` or `"avg"`.
     """
-    x = jnp.asarray(x)
+    x = as_array(x, "spatial_pyramid_pool")
     n = _check_nsc("spatial_pyramid_pool", x)
     if mode not in _SPP_MODES:
         raise ValueError(f"spatial_pyramid_pool: mode must be one of {_SPP_MODES}, got {mode!r}")

@@ -40,6 +40,7 @@ from poolnets.pooling.geometry import (
     IntOrSeq,
     Padding,
     WindowGeometry,
+    as_array,
     normalize_tuple,
     num_spatial_dims,
     resolve_padding,
@@ -165,7 +166,7 @@ def max_pool_with_indices(
     (module docstring). Deviation: a window with no real input element (only possible
     with dilation) has index -1 and value -inf; PyTorch returns an out-of-range index.
     """
-    x = jnp.asarray(x)
+    x = as_array(x, "max_pool_with_indices")
     check_extreme_dtype(x)
     geom = window_geometry(x.shape, window_shape, strides, padding, dilation=dilation,
                            ceil_mode=ceil_mode, max_padding_half_window=True)
@@ -267,7 +268,8 @@ def max_unpool(
     instead of raising (indices are data, unchecked under `jit`); forward-mode
     differentiation (`jax.jvp`) is not supported (custom VJP).
     """
-    values, indices = jnp.asarray(values), jnp.asarray(indices)
+    values = as_array(values, "max_unpool", "values")
+    indices = as_array(indices, "max_unpool", "indices")
     if not jnp.issubdtype(indices.dtype, jnp.integer):
         raise TypeError(f"indices must be an integer array; got dtype {indices.dtype}")
     if indices.shape != values.shape:

@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from poolnets.pooling.geometry import IntOrSeq, Padding
+from poolnets.pooling.geometry import IntOrSeq, Padding, as_array
 from poolnets.pooling.window_taps import gather_window_taps, research_geometry, valid_tap_mask
 
 
@@ -20,11 +20,13 @@ def median_pool(
     output is always an input element, to which the gradient flows). Padded taps are
     excluded, so border windows take the median of fewer elements. A classic nonlinear
     filter for impulse noise (Tukey 1974; see Huang, Yang & Tang, "A fast two-dimensional
-    median filtering algorithm", IEEE TASSP 1979). NaNs sort last (`jnp.sort`).
+    median filtering algorithm", IEEE TASSP 1979). A NaN in a window makes its output NaN,
+    as `torch.median` (the gradient flows to a NaN of the window); `torch.nanmedian`'s
+    skipping of NaNs is not offered.
     Geometry as in `poolnets.pooling.geometry` (no dilation/ceil mode, padding at most half
     the window): `out = floor((L + lo + hi - k) / s) + 1`. Any real or integer dtype.
     """
-    x = jnp.asarray(x)
+    x = as_array(x, "median_pool")
     if not (jnp.issubdtype(x.dtype, jnp.floating) or jnp.issubdtype(x.dtype, jnp.integer)):
         raise TypeError(f"median_pool needs a real or integer x; got x.dtype={x.dtype}")
     geometry = research_geometry(x, window_shape, strides, padding)
@@ -35,4 +37,9 @@ def median_pool(
     ordered = jnp.sort(jnp.where(mask, taps, jnp.asarray(high, x.dtype)), axis=-1)
     rank = (mask.sum(axis=-1, keepdims=True) - 1) // 2
     rank = jnp.broadcast_to(np.asarray(rank), ordered.shape[:-1] + (1,))
+    if jnp.issubdtype(x.dtype, jnp.floating):
+        # jnp.sort puts NaNs last (after the +inf padding), so the last rank is a NaN
+        # whenever the window holds one.
+        has_nan = jnp.any(jnp.isnan(taps) & mask, axis=-1, keepdims=True)
+        rank = jnp.where(has_nan, ordered.shape[-1] - 1, rank)
     return jnp.take_along_axis(ordered, rank, axis=-1)[..., 0]

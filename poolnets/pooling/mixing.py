@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from poolnets.pooling.geometry import IntOrSeq, Padding, WindowGeometry
+from poolnets.pooling.geometry import IntOrSeq, Padding, WindowGeometry, as_array
 from poolnets.pooling.window_taps import (
     compute_dtype,
     gather_window_taps,
@@ -33,7 +33,7 @@ ArrayLike = Any
 
 
 def _prepare(x, window_shape, strides, padding, op):
-    x = jnp.asarray(x)
+    x = as_array(x, op)
     require_float(x, op)
     geometry = research_geometry(x, window_shape, strides, padding)
     dtype = compute_dtype(x.dtype)

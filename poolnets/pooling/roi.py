@@ -29,6 +29,11 @@ feature map. A traced ROI needing more samples than `G` is computed with its gri
 to `G` (torchvision with `sampling_ratio = min(adaptive, G)`), so for boxes reaching
 outside the image under jit pass `max_sampling_ratio`.
 
+Non-finite boxes (torchvision casts them to int and returns arbitrary values): a NaN or
+Inf anywhere in a row of concrete `boxes` (eager calls, or boxes closed over by a
+jitted function) raises a ValueError naming the rows. Traced boxes cannot raise: such a
+RoI's outputs are all NaN, and the other RoIs' outputs and gradients are unaffected.
+
 Deviations from torchvision (all outside its well-defined inputs, or about gradients):
 a batch index outside `[0, N)` gives zeros (torchvision reads out of bounds); an aligned
 adaptive ROI with exactly one inverted axis (x2 < x1 xor y2 < y1) has no samples and
@@ -51,6 +56,7 @@ import numpy as np
 from jax import lax
 
 from poolnets.pooling.blur import compute_dtype
+from poolnets.pooling.geometry import as_array
 
 
 def _pair(output_size) -> tuple[int, int]:
@@ -67,8 +73,8 @@ def _pair(output_size) -> tuple[int, int]:
     return int(pair[0]), int(pair[1])
 
 
-def _check_inputs(features, boxes, output_size, spatial_scale, op):
-    features, boxes = jnp.asarray(features), jnp.asarray(boxes)
+def _check_inputs(features, raw_boxes, output_size, spatial_scale, op):
+    features, boxes = as_array(features, op, "features"), as_array(raw_boxes, op, "boxes")
     if features.ndim != 4:
         raise ValueError(f"{op}: features must have shape (N, H, W, C); got shape {features.shape}")
     if not jnp.issubdtype(features.dtype, jnp.floating):
@@ -83,7 +89,34 @@ def _check_inputs(features, boxes, output_size, spatial_scale, op):
     if not (spatial_scale > 0 and math.isfinite(spatial_scale)):
         raise ValueError(f"{op}: spatial_scale must be positive and finite; got {spatial_scale!r}")
     dtype = compute_dtype(features.dtype)
-    return features, boxes.astype(dtype), _pair(output_size), dtype
+    return features, _finite_boxes(boxes, raw_boxes, op, dtype), _pair(output_size), dtype
+
+
+def _finite_boxes(boxes: jax.Array, raw_boxes, op: str, dtype):
+    """`(boxes, finite)`. Concrete boxes holding NaN/Inf raise a ValueError naming the
+    rows (`finite` is then None: every row is finite). Concreteness is read from the
+    caller's `raw_boxes`: NumPy boxes closed over by a jitted function are values, though
+    `jnp.asarray` stages them as a tracer. Traced boxes cannot raise: `finite` (K,) marks
+    the rows whose outputs `_nan_where_invalid` sets to NaN (whatever the kernels made of
+    them: RoIAlign's sample masks drop NaN positions, RoIPool casts them to int)."""
+    boxes = boxes.astype(dtype)
+    if not isinstance(raw_boxes, jax.core.Tracer):
+        values = np.asarray(raw_boxes)
+        bad = np.flatnonzero(~np.isfinite(values).all(axis=1))
+        if bad.size:
+            raise ValueError(
+                f"{op}: boxes must be finite; rows {bad.tolist()} hold NaN or Inf: "
+                f"{values[bad[:4]].tolist()}{' ...' if bad.size > 4 else ''}"
+            )
+        return boxes, None
+    return boxes, jnp.all(jnp.isfinite(boxes), axis=1)
+
+
+def _nan_where_invalid(out: jax.Array, finite: jax.Array | None) -> jax.Array:
+    """NaN outputs for the RoIs whose traced boxes were not finite (see `_finite_boxes`)."""
+    if finite is None:
+        return out
+    return jnp.where(finite[:, None, None, None], out, jnp.asarray(jnp.nan, out.dtype))
 
 
 def _batch_contract(features, rows, cols, batch_index, dtype):
@@ -163,10 +196,11 @@ def roi_align(
       max_sampling_ratio: static bound of the adaptive grid (module docstring).
 
     Returns:
-      `(K, ph, pw, C)` in the dtype of `features`.
+      `(K, ph, pw, C)` in the dtype of `features`; all NaN for a RoI whose traced box is
+      not finite (concrete non-finite boxes raise; module docstring).
     """
     raw_boxes = boxes
-    features, boxes, (ph, pw), dtype = _check_inputs(
+    features, (boxes, finite), (ph, pw), dtype = _check_inputs(
         features, boxes, output_size, spatial_scale, "roi_align")
     if isinstance(sampling_ratio, bool) or not isinstance(sampling_ratio, int | np.integer):
         raise TypeError(f"sampling_ratio must be an int; got sampling_ratio={sampling_ratio!r}")
@@ -207,7 +241,7 @@ def roi_align(
     cols = _sample_weights(x1, bin_w, grid_w, max_w, pw, width, dtype)
     count = jnp.maximum(grid_h * grid_w, 1).astype(dtype)
     out = _batch_contract(features, rows, cols, boxes[:, 0].astype(jnp.int32), dtype)
-    return (out / count[:, None, None, None]).astype(features.dtype)
+    return _nan_where_invalid((out / count[:, None, None, None]).astype(features.dtype), finite)
 
 
 def _round_half_away(v: jax.Array) -> jax.Array:
@@ -270,7 +304,7 @@ def roi_pool(
 
     Args and returns as `roi_align` (no sampling): `(K, ph, pw, C)`.
     """
-    features, boxes, (ph, pw), dtype = _check_inputs(
+    features, (boxes, finite), (ph, pw), dtype = _check_inputs(
         features, boxes, output_size, spatial_scale, "roi_pool")
     n, height, width, _ = features.shape
     corners = _round_half_away(boxes[:, 1:] * jnp.asarray(spatial_scale, dtype))
@@ -292,4 +326,5 @@ def roi_pool(
                for r in (jnp.minimum(top, height - 1), jnp.minimum(row_ends, height - 1))
                for c in (jnp.minimum(left, width - 1), jnp.minimum(col_ends, width - 1))]
     out = jnp.maximum(jnp.maximum(corners[0], corners[1]), jnp.maximum(corners[2], corners[3]))
-    return jnp.where(empty[..., None], jnp.zeros((), features.dtype), out)
+    return _nan_where_invalid(jnp.where(empty[..., None], jnp.zeros((), features.dtype), out),
+                              finite)

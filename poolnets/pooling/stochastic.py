@@ -11,7 +11,9 @@ negative taps are never sampled and do not enter the average. A window with no p
 activation (e.g. all zero) uses uniform probabilities over its taps: the training output
 is a uniformly drawn tap and the evaluation output the window mean (0 for an all-zero
 window). Evaluation is always the expectation of training. Padded taps are never part of
-a window.
+a window. A NaN in a window makes its output NaN in both modes: evaluation's weighted sum
+propagates it, and training draws the window's first NaN (so the gradient flows to it,
+as `max_pool` routes to a NaN) rather than a finite element.
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from poolnets.pooling.geometry import IntOrSeq, Padding
+from poolnets.pooling.geometry import IntOrSeq, Padding, as_array
 from poolnets.pooling.window_taps import (
+    check_key,
     compute_dtype,
     gather_window_taps,
     require_float,
@@ -55,23 +58,29 @@ def stochastic_pool(
 
     With `p_i = max(a_i, 0) / sum_j max(a_j, 0)` over a window (uniform if the sum is 0):
 
-    * `key` given (training): `y = a_l`, `l ~ Categorical(p)`, drawn independently for every
-      window and feature; the gradient flows to the sampled element.
+    * `key` given (training; one PRNG key, typed or legacy uint32 `(2,)`): `y = a_l`,
+      `l ~ Categorical(p)`, drawn independently for every window and feature; the
+      gradient flows to the sampled element.
     * `key=None` (evaluation): `y = sum_i p_i a_i`.
 
     Geometry as in `poolnets.pooling.geometry` (no dilation/ceil mode, padding at most half
     the window, padded taps excluded): `out = floor((L + lo + hi - k) / s) + 1`. Float
     inputs; half precision runs in float32.
     """
-    x = jnp.asarray(x)
+    x = as_array(x, "stochastic_pool")
     require_float(x, "stochastic_pool")
+    if key is not None:
+        check_key(key, "stochastic_pool")
     geometry = research_geometry(x, window_shape, strides, padding)
     taps = gather_window_taps(x.astype(compute_dtype(x.dtype)), geometry)
-    probs = window_probabilities(taps, valid_tap_mask(geometry))
+    mask = valid_tap_mask(geometry)
+    probs = window_probabilities(taps, mask)
     if key is None:
         return jnp.sum(probs * taps, axis=-1).astype(x.dtype)
     # Gumbel-max sampling: argmax(log p + g) ~ Categorical(p); zero-probability taps never win.
     logits = jnp.where(probs > 0, jnp.log(jnp.where(probs > 0, probs, 1)), -jnp.inf)
+    # A NaN's weight is NaN, which made the window uniform: it must win the draw instead.
+    logits = jnp.where(jnp.isnan(taps) & mask, jnp.inf, logits)
     noise = jnp.maximum(uniform_noise(key, probs.shape, probs.dtype), jnp.finfo(probs.dtype).tiny)
     gumbel = -jnp.log(-jnp.log(noise))
     choice = jnp.argmax(jax.lax.stop_gradient(logits) + gumbel, axis=-1)

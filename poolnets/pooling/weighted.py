@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from poolnets.pooling.geometry import IntOrSeq, Padding
+from poolnets.pooling.geometry import IntOrSeq, Padding, as_array
 from poolnets.pooling.global_pools import _check_nsc
 from poolnets.pooling.window_taps import (
     check_positive,
@@ -90,14 +90,13 @@ def _param(name, value, out_shape, dtype, tap_axes):
 
 def _windowed(x, window_shape, strides, padding, op, op_name, params=(), logits=None):
     """`op(taps, -1, mask, *params)` over every window; shared by the windowed pools."""
-    x = jnp.asarray(x)
+    x = as_array(x, op_name)
     require_float(x, op_name)
     geometry = research_geometry(x, window_shape, strides, padding)
     out_shape = x.shape[: geometry.num_batch_dims] + geometry.output_shape + x.shape[-1:]
     dtype = compute_dtype(x.dtype)
     params = [_param(name, value, out_shape, dtype, -1) for name, value in params]
     if logits is not None:
-        logits = jnp.asarray(logits)
         if logits.shape != x.shape:
             raise ValueError(f"logits must have x.shape={x.shape}; got logits.shape={logits.shape}")
         params.append(gather_window_taps(logits.astype(dtype), geometry))
@@ -162,13 +161,15 @@ def lip_pool(
     with `logits` of the same shape as `x` (in the paper, and in `poolnets.nn.LIPPool`,
     computed from `x` by a small convolution).
     """
+    # Converted here: `_windowed` reads logits=None as "no logits".
+    x, logits = as_array(x, "lip_pool"), as_array(logits, "lip_pool", "logits")
     return _windowed(
         x, window_shape, strides, padding, _softmax_weighted, "lip_pool", logits=logits
     )
 
 
 def _global(x, fn_name, op, params, keepdims):
-    x = jnp.asarray(x)
+    x = as_array(x, fn_name)
     n = _check_nsc(fn_name, x)
     require_float(x, fn_name)
     if not isinstance(keepdims, bool):

@@ -39,6 +39,7 @@ from poolnets.pooling.geometry import (
     IntOrSeq,
     Padding,
     WindowGeometry,
+    as_array,
     broadcast_per_axis,
     window_geometry,
     window_size,
@@ -52,7 +53,7 @@ def _accumulate_dtype(dtype: jnp.dtype) -> jnp.dtype:
 
 
 def _float_input(x, op: str) -> jax.Array:
-    x = jnp.asarray(x)
+    x = as_array(x, op)
     if not jnp.issubdtype(x.dtype, jnp.floating):
         raise TypeError(f"{op} needs a real floating-point x; got x.dtype={x.dtype}")
     return x
@@ -217,7 +218,7 @@ def pool(
     enforced. Gradients are JAX's own: available for `lax.add`, and for `lax.max`/`lax.min`
     without dilation (use `max_pool`/`min_pool` for PyTorch's gradient routing).
     """
-    x = jnp.asarray(x)
+    x = as_array(x, "pool")
     if not callable(reduce_fn):
         raise TypeError(f"reduce_fn must be callable; got reduce_fn={reduce_fn!r}")
     geom = window_geometry(x.shape, window_shape, strides, padding, dilation=dilation,
@@ -229,7 +230,7 @@ def pool(
 
 
 def _extreme(x, window_shape, strides, padding, dilation, ceil_mode, largest):
-    x = jnp.asarray(x)
+    x = as_array(x, "max_pool" if largest else "min_pool")
     check_extreme_dtype(x)
     geom = window_geometry(x.shape, window_shape, strides, padding, dilation=dilation,
                            ceil_mode=ceil_mode, max_padding_half_window=True)
@@ -285,7 +286,7 @@ def sum_pool(
     """Sum over each window (zero padding). float16/bfloat16 accumulate in float32 and the
     result is cast back; integers sum in their own dtype (wrapping on overflow); bool is
     rejected."""
-    x = jnp.asarray(x)
+    x = as_array(x, "sum_pool")
     if not (jnp.issubdtype(x.dtype, jnp.floating) or jnp.issubdtype(x.dtype, jnp.integer)):
         raise TypeError(f"sum_pool needs a real float or integer x; got x.dtype={x.dtype}")
     geom = window_geometry(x.shape, window_shape, strides, padding, dilation=dilation,

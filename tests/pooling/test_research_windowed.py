@@ -418,6 +418,42 @@ def test_stochastic_all_zero_window_gives_zero_and_keys_matter():
     assert np.array_equal(a, b) and not np.array_equal(a, c)
 
 
+
+def test_stochastic_propagates_nan_in_both_modes_with_finite_gradients_elsewhere():
+    # 16 windows of 2x2; windows 0 and 5 hold a NaN, the rest are positive.
+    x = np.random.default_rng(13).uniform(0.5, 2.0, size=(1, 8, 8, 1)).astype(np.float32)
+    x[0, 1, 0, 0] = x[0, 2, 3, 0] = np.nan
+    nan_window = np.zeros((4, 4), bool)
+    nan_window[0, 0] = nan_window[1, 1] = True
+
+    @jax.jit
+    def run(a, key):
+        def train(t):
+            return stochastic_pool(t, (2, 2), key=key)
+        grad = jax.grad(lambda t: jnp.sum(jnp.where(nan_window[None, :, :, None], 0, train(t))))
+        return train(a), stochastic_pool(a, (2, 2)), grad(a)
+
+    for seed in range(3):  # before: training drew a finite element 3 times in 4
+        train, evaluation, grad = (np.asarray(v)[0, ..., 0] for v in run(x, jax.random.key(seed)))
+        for y in (train, evaluation):
+            assert np.array_equal(np.isnan(y), nan_window), y
+        # Each finite window sends its gradient to exactly one element.
+        assert np.isfinite(grad).all()
+        per_window = _blocks(grad[None, ..., None], 2)[0, ..., 0, :]
+        assert np.array_equal(per_window.sum(-1), np.where(nan_window, 0, 1))
+
+
+def test_median_propagates_nan_as_torch_median_and_keeps_the_lower_median():
+    x = np.array([[1, 5, 2, 2], [3, np.nan, 4, 0], [7, 6, 8, 9], [1, 2, np.nan, np.nan]],
+                 np.float32).reshape(1, 4, 4, 1)
+    y, grad = jax.jit(lambda a: (median_pool(a, (2, 2)),
+                                 jax.grad(lambda t: median_pool(t, (2, 2))[0, 0, 0, 0])(a)))(x)
+    # Windows: {1, 5, 3, nan} -> nan; {2, 2, 4, 0} -> lower median 2; {7, 6, 1, 2} -> 2;
+    # {8, 9, nan, nan} -> nan.
+    np.testing.assert_array_equal(np.asarray(y)[0, ..., 0], [[np.nan, 2], [2, np.nan]])
+    assert np.asarray(grad)[0, 1, 1, 0] == 1 and np.asarray(grad).sum() == 1  # to the NaN
+
+
 # --- global forms ----------------------------------------------------------------------
 
 def test_global_pools_match_formulas():

@@ -276,3 +276,39 @@ def test_second_order():
         jac = jax.jit(jax.jacobian(fn))(feats).reshape(-1, feats.size)
         np.testing.assert_allclose(np.asarray(hess).reshape(feats.size, feats.size),
                                    np.asarray(jac.T @ jac), atol=1e-5)
+
+
+@pytest.mark.parametrize("op", [roi_align, roi_pool])
+def test_non_finite_concrete_boxes_raise_naming_the_rows(op):
+    boxes = np.array([[0, 0, 0, 2, 2], [0, np.nan, 0, 2, 2], [0, 1, 1, 3, 3],
+                      [0, 0, 0, np.inf, 2]], F32)
+    feats = np.zeros((1, 4, 4, 1), F32)
+    with pytest.raises(ValueError, match=r"boxes must be finite; rows \[1, 3\]"):
+        op(feats, boxes, 2)
+    with pytest.raises(ValueError, match=r"rows \[1, 3\]"):  # closed over: still concrete
+        jax.jit(lambda f: op(f, boxes, 2))(feats)
+
+
+def test_non_finite_traced_boxes_give_nan_rois_and_leave_the_others():
+    feats = jnp.asarray(np.random.default_rng(5).normal(size=(1, 3, 3, 1)), jnp.float32)
+    good = np.array([[0, 0.5, 0.5, 2.0, 1.5], [0, 1.0, 0.0, 2.0, 2.0]], F32)
+    boxes = np.concatenate([good[:1], [[0, np.nan, 0, 2, 2], [-np.inf, 0, 0, 2, 2]], good[1:]])
+
+    def align(f, b):
+        return roi_align(f, b, 1, sampling_ratio=2)
+
+    def both(f, b):
+        return align(f, b) + roi_pool(f, b, 1)
+
+    @jax.jit  # one compile for everything
+    def run(f, b, ok):
+        # The gradient of the finite RoIs' outputs: a NaN row must not poison it (RoIAlign
+        # contracts every row's sample weights with the whole feature map; RoIPool's
+        # gradient compiles slowly, and its rows only gather).
+        grad = jax.grad(lambda t: jnp.sum(jnp.where(jnp.isnan(y := align(t, b)), 0, y)))(f)
+        return both(f, b), both(f, ok), grad
+
+    got, want, grad = run(feats, boxes, good)
+    assert np.isnan(np.asarray(got[1:3])).all()
+    np.testing.assert_array_equal(got[np.array([0, 3])], want)
+    assert np.isfinite(np.asarray(grad)).all() and np.any(np.asarray(grad) != 0)
