@@ -95,6 +95,8 @@ def test_bad_flags_exit_2_before_importing_jax(tmp_path, args, fragments):
         (["--config.learning_rate=-1"], ["learning_rate=-1", "a finite number > 0"]),
         (["--config.learning_rate=nan"], ["learning_rate=nan", "a finite number > 0"]),
         (["--config.batch_size=30"], ["batch_size=30", "4 devices", "multiple of 4"]),
+        (["--config.model.downsample_blocks=True"],
+         ["downsample_blocks=True does not apply to 'lenet5'", "choices:", "resnet18"]),
     ],
 )
 def test_bad_config_values_exit_2(tmp_path, data_dir, args, fragments):
@@ -127,13 +129,15 @@ def test_tiny_lenet5_run_through_the_cli(tmp_path, data_dir):
     workdir = tmp_path / "run"
     result = run_train(
         "--config", "configs/default.py", "--config.num_steps=6", "--config.log_every=3",
-        f"--config.data_dir={data_dir}", "--workdir", str(workdir),
+        "--config.model.width=0.5", f"--config.data_dir={data_dir}", "--workdir", str(workdir),
     )
     assert result.returncode == 0, result.stderr
     assert "test_accuracy" in result.stdout
     summary = json.loads((workdir / "summary.json").read_text())
     assert summary["model"] == "lenet5" and summary["steps"] == 6
-    assert summary["params"] == 61_706  # LeNet-5 (modern) on 32x32x1, 10 classes
+    # LeNet-5 (modern) on 32x32x1, 10 classes, at half width (61,706 at full width): C1
+    # 5*5*1*3+3, C3 5*5*3*8+8, C5 (5*5*8)*60+60, F6 60*42+42, output 42*10+10
+    assert summary["params"] == 78 + 608 + 12_060 + 2_562 + 430
     records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [3, 6, 6]  # two train logs, one eval
     # the console counts epochs as metrics.jsonl does: epochs completed, 6 steps of 22

@@ -19,10 +19,13 @@ from poolnets.training.defaults import base_config
 from poolnets.training.optim import OPTIMIZERS, SCHEDULES
 
 DTYPES = ("float32", "bfloat16", "float16")
+# config.model fields passed to `poolnets.models.create` when set (not None); the compute
+# dtype is config.dtype, num_classes config.num_classes or the dataset's.
+MODEL_OPTIONS = ("downsample", "head", "width", "spatial_dims", "downsample_blocks")
 
 
-__all__ = ["NUMBERS", "ConfigError", "Plan", "Range", "base_config", "check_config",
-           "check_numbers"]
+__all__ = ["MODEL_OPTIONS", "NUMBERS", "ConfigError", "Plan", "Range", "base_config",
+           "check_config", "check_numbers", "model_options"]
 
 
 class ConfigError(ValueError):
@@ -93,6 +96,8 @@ NUMBERS: dict[str, Range] = {
     "synthetic.num_classes": _COUNT,
     "synthetic.num_train": _COUNT,
     "synthetic.num_test": _COUNT,
+    "model.width": Range(0, low_open=True, optional=True),
+    "model.spatial_dims": Range(1, 3, integer=True, optional=True, high_open=False),
     "num_classes": Range(1, integer=True, optional=True),
     "batch_size": _COUNT,
     "eval_batch_size": _COUNT,
@@ -148,15 +153,43 @@ def model_choices() -> list[str]:
     return list(list_models()) if list_models else []
 
 
+def model_options(config: Any) -> dict[str, Any]:
+    """The `poolnets.models.create` keyword arguments that config.model sets (None: unset,
+    the model's published value)."""
+    return {k: config.model.get(k) for k in MODEL_OPTIONS if config.model.get(k) is not None}
+
+
 def check_model(config: Any) -> None:
-    """Model name and the downsample/head overrides against the registries."""
+    """Model name, the downsample/head overrides against the registries, and every other
+    config.model option against the fields of the named model."""
     _choice("model.name", config.model.name, model_choices())
+    from poolnets import models
     from poolnets import nn as pnn
 
     for field, registry in (("downsample", "downsample_names"), ("head", "head_names")):
         names = getattr(pnn, registry, None)
         if config.model[field] is not None and names is not None:
             _choice(f"model.{field}", config.model[field], names())
+    for field, value in model_options(config).items():
+        if field in ("downsample", "head"):
+            continue
+        try:  # building a Linen module only stores its fields: no parameters, no tracing
+            models.create(config.model.name, num_classes=1, **{field: value})
+        except TypeError:  # create's "unknown override": this family has no such field
+            takers = [name for name in model_choices() if _takes(name, field, value)]
+            raise ConfigError(
+                f"config.model.{field}={value!r} does not apply to {config.model.name!r}; "
+                f"choices: None, or a model that has it: {', '.join(takers)}") from None
+
+
+def _takes(name: str, field: str, value: Any) -> bool:
+    from poolnets import models
+
+    try:
+        models.create(name, num_classes=1, **{field: value})
+    except TypeError:
+        return False
+    return True
 
 
 def _check_optimizer(config: Any) -> None:
@@ -186,6 +219,12 @@ def check_config(config: Any, *, num_devices: int, check_model_name: bool = True
                 f"config.{field}={config[field]} is not divisible by the {num_devices} "
                 f"devices; choices: a multiple of {num_devices}"
             )
+    dims = config.model.get("spatial_dims")
+    if dims is not None and dims != len(spec.image_shape) - 1:
+        raise ConfigError(
+            f"config.model.spatial_dims={dims} does not fit the {spec.image_shape} (spatial "
+            f"..., channels) inputs of {config.dataset!r}; choices: None or "
+            f"{len(spec.image_shape) - 1}")
     num_classes = spec.num_classes if config.num_classes is None else config.num_classes
     if num_classes < spec.num_classes:
         raise ConfigError(

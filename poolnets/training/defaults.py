@@ -18,7 +18,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.name = "lenet5"  # see poolnets.models.list_models()
     c.model.downsample = config_dict.placeholder(str)  # None: the model's own default
     c.model.head = config_dict.placeholder(str)  # None: the model's own default
-    c.dtype = "float32"  # compute dtype; parameters and optimizer state stay float32
+    c.model.width = config_dict.placeholder(float)  # channel multiplier; None: 1.0 (published)
+    c.model.spatial_dims = config_dict.placeholder(int)  # None: the data's (2 for images)
+    c.model.downsample_blocks = config_dict.placeholder(bool)  # ResNet18-152 pool in blocks too
+    c.dtype = "float32"  # compute dtype (create's dtype); parameters, optimizer state float32
 
     c.dataset = "digits"  # see poolnets.data.dataset_names()
     c.num_classes = config_dict.placeholder(int)  # None: from the dataset

@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from poolnets.data import default_data_dir, epoch_batches, eval_batches, prefetch
 from poolnets.training import artifacts, observe
-from poolnets.training.config import ConfigError, Plan, check_config
+from poolnets.training.config import ConfigError, Plan, check_config, model_options
 from poolnets.training.optim import make_optimizer, make_schedule
 from poolnets.training.setup import apply_transfer, build_preprocess, init_from, load_data
 from poolnets.training.state import TrainState, count_params, create_train_state
@@ -48,10 +48,8 @@ def create_model(config: Any, num_classes: int) -> nn.Module:
     """`poolnets.models.create(config.model.name, ...)` with the config's overrides."""
     from poolnets import models
 
-    overrides = {k: config.model[k] for k in ("downsample", "head") if config.model[k] is not None}
-    return models.create(
-        config.model.name, num_classes=num_classes, dtype=jnp.dtype(config.dtype), **overrides
-    )
+    return models.create(config.model.name, num_classes=num_classes,
+                         dtype=jnp.dtype(config.dtype), **model_options(config))
 
 
 def _shard() -> tuple[int, int]:

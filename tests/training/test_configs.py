@@ -80,3 +80,40 @@ def test_distributed_settings_need_all_three_fields(monkeypatch):
     monkeypatch.delenv("JAX_NUM_PROCESSES", raising=False)
     with pytest.raises(ConfigError, match=r"'127.0.0.1:1' needs num_processes and process_id"):
         initialize_distributed(config)
+
+
+def test_every_model_option_reaches_create():
+    config = load_config("resnet18_cifar10")
+    config.model.width, config.model.downsample_blocks = 0.5, True
+    check_config(config, num_devices=1)
+    model = create_model(config, 10)
+    assert (model.width, model.downsample_blocks, model.spatial_dims) == (0.5, True, 2)
+    config.model.spatial_dims = 1  # reaches create; the data decides whether it can train
+    assert create_model(config, 10).spatial_dims == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "field", "value", "message"),
+    [
+        ("default", "downsample_blocks", True,
+         r"downsample_blocks=True does not apply to 'lenet5'; choices: None, or a model that "
+         r"has it: resnet101, resnet152, resnet18, resnet34, resnet50$"),
+        ("default", "spatial_dims", 1,
+         r"spatial_dims=1 does not fit the \(32, 32, 1\) .* of 'digits'; choices: None or 2$"),
+        ("default", "width", 0.0, r"config.model.width=0.0 must be None or a finite number > 0"),
+        ("default", "spatial_dims", 4, r"spatial_dims=4 must be None or an integer in \[1, 3\]"),
+    ],
+)
+def test_model_options_are_checked_before_anything_runs(name, field, value, message):
+    config = load_config(name)
+    config.model[field] = value
+    with pytest.raises(ConfigError, match=message):
+        check_config(config, num_devices=1)
+
+
+def test_a_model_without_width_names_the_models_with_it():
+    config = load_config()
+    config.model.name, config.model.width = "lenet5_1998", 2.0
+    with pytest.raises(ConfigError, match=r"width=2.0 does not apply to 'lenet5_1998'; "
+                                          r"choices: None, or a model that has it: allcnn_c, "):
+        check_config(config, num_devices=1)
