@@ -13,6 +13,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from poolnets.models._common import check_float_dtype
 from poolnets.models.allcnn import AllCNN
 from poolnets.models.cifar_resnet import cifar_resnet
 from poolnets.models.lenet import LeNet5, LeNet5_1998
@@ -68,7 +69,8 @@ def create(
     `create("vgg16", num_classes=1000)` could not be torchvision's VGG-16, nor lenet5_1998 and
     allcnn_c their published models; None means "as published", and passing "max"/"avg"
     still selects those choices explicitly.
-    dtype: compute dtype (parameters stay float32).
+    dtype: compute dtype, one of float32, bfloat16, float16, float64 (checked here, before
+        `init`); parameters stay float32.
     overrides: other fields of the family, e.g. `width` (channel multiplier), `spatial_dims`
         (1, 2 or 3), `downsample_blocks` (ResNets).
     """
@@ -76,6 +78,7 @@ def create(
         raise ValueError(f"unknown model {name!r}; choices: {list_models()}")
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes <= 0:
         raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+    check_float_dtype(name, "dtype", dtype)
     if downsample is not None:
         check_downsample(downsample)
     if head is not None:

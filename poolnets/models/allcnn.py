@@ -20,6 +20,7 @@ import jax.numpy as jnp
 from poolnets.models._common import (
     check_channels,
     check_config,
+    check_head_width,
     check_input,
     conv_step,
     geometry,
@@ -60,10 +61,11 @@ class AllCNN(nn.Module):
     def __call__(self, x: jnp.ndarray, *, train: bool = False) -> jnp.ndarray:
         ds, hd, d = self.downsample or "strided_conv", self.head or "avg", self.spatial_dims
         check_config("allcnn_c", num_classes=self.num_classes, downsample=ds, head=hd,
-                     spatial_dims=d, width=self.width)
+                     spatial_dims=d, dtype=self.dtype, width=self.width)
         chain = [pool_step(ds, 3, 2, 1), pool_step(ds, 3, 2, 1), conv_step(3)]
         check_input(x, model="allcnn_c", spatial_dims=d, chain=chain)
         check_channels(self, x, "conv0")
+        input_shape = x.shape
         drop = functools.partial(nn.Dropout, deterministic=not train)
         n = 0
 
@@ -85,6 +87,8 @@ class AllCNN(nn.Module):
         x = conv(x, scaled(192, self.width), k=1, pad=0)
         x = conv(x, self.num_classes, k=1, pad=0, relu=self.class_map_relu)
         x = make_head(hd, HeadSpec(d), module_name="head")(x, train=train)
+        check_head_width(self, x, layer="classifier", model="allcnn_c", chain=chain,
+                         input_shape=input_shape, plain_flatten=hd == "flatten")
         if x.shape[-1] != self.num_classes:
             x = nn.Dense(self.num_classes, dtype=self.dtype, name="classifier")(x)
         return x

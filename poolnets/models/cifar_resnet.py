@@ -20,6 +20,7 @@ import jax.numpy as jnp
 from poolnets.models._common import (
     check_channels,
     check_config,
+    check_head_width,
     check_input,
     conv_step,
     pads,
@@ -50,7 +51,7 @@ class CifarResNet(nn.Module):
         hd, d = self.head or "avg", self.spatial_dims
         check_config("cifar_resnet", num_classes=self.num_classes,
                      downsample=self.downsample or "max", head=hd, spatial_dims=d,
-                     width=self.width)
+                     dtype=self.dtype, width=self.width)
         if (self.depth - 2) % 6 or self.depth < 8:
             raise ValueError(f"cifar_resnet: depth must be 6n + 2 with n >= 1, got {self.depth}")
         ds = self.downsample
@@ -58,6 +59,7 @@ class CifarResNet(nn.Module):
         chain = [conv_step(3, 1, 1), step, step]
         check_input(x, model="cifar_resnet", spatial_dims=d, chain=chain)
         check_channels(self, x, "stem_conv")
+        input_shape = x.shape
         conv = functools.partial(nn.Conv, use_bias=False, dtype=self.dtype, kernel_init=conv_init)
         norm = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9,
                                  epsilon=1e-5, dtype=self.dtype)
@@ -71,6 +73,8 @@ class CifarResNet(nn.Module):
                     name=f"stage{i + 1}_block{j}",
                 )(x, train=train)
         x = make_head(hd, HeadSpec(d), module_name="head")(x, train=train)
+        check_head_width(self, x, layer="fc", model="cifar_resnet", chain=chain,
+                         input_shape=input_shape, plain_flatten=hd == "flatten")
         return nn.Dense(self.num_classes, dtype=self.dtype, name="fc")(x)
 
 

@@ -17,6 +17,7 @@ import numpy as np
 from poolnets.models._common import (
     check_channels,
     check_config,
+    check_head_width,
     check_input,
     conv_step,
     geometry,
@@ -51,9 +52,10 @@ class LeNet5(nn.Module):
     def __call__(self, x: jnp.ndarray, *, train: bool = False) -> jnp.ndarray:
         ds, hd, d = self.downsample or "max", self.head or "flatten", self.spatial_dims
         check_config("lenet5", num_classes=self.num_classes, downsample=ds, head=hd,
-                     spatial_dims=d, width=self.width)
+                     spatial_dims=d, dtype=self.dtype, width=self.width)
         check_input(x, model="lenet5", spatial_dims=d, chain=_chain(ds))
         check_channels(self, x, "C1")
+        input_shape = x.shape
         c1, c3 = scaled(6, self.width), scaled(16, self.width)
         x = nn.relu(nn.Conv(c1, (5,) * d, padding="VALID", dtype=self.dtype, name="C1")(x))
         x = make_downsample(ds, geometry(d, 2, 2, 0, c1), dtype=self.dtype, module_name="S2")(
@@ -62,6 +64,8 @@ class LeNet5(nn.Module):
         x = make_downsample(ds, geometry(d, 2, 2, 0, c3), dtype=self.dtype, module_name="S4")(
             x, train=train)
         x = make_head(hd, HeadSpec(d), module_name="head")(x, train=train)
+        check_head_width(self, x, layer="C5", model="lenet5", chain=_chain(ds),
+                         input_shape=input_shape, plain_flatten=hd == "flatten")
         x = nn.relu(nn.Dense(scaled(120, self.width), dtype=self.dtype, name="C5")(x))
         x = nn.relu(nn.Dense(scaled(84, self.width), dtype=self.dtype, name="F6")(x))
         return nn.Dense(self.num_classes, dtype=self.dtype, name="output")(x)
@@ -136,9 +140,10 @@ class LeNet5_1998(nn.Module):
     def __call__(self, x: jnp.ndarray, *, train: bool = False) -> jnp.ndarray:
         ds, hd, d = self.downsample or "subsample", self.head or "flatten", self.spatial_dims
         check_config("lenet5_1998", num_classes=self.num_classes, downsample=ds, head=hd,
-                     spatial_dims=d)
+                     spatial_dims=d, dtype=self.dtype)
         check_input(x, model="lenet5_1998", spatial_dims=d, chain=_chain(ds))
         check_channels(self, x, "C1")
+        input_shape = x.shape
 
         def subsample(y, name):
             geo = geometry(d, 2, 2, 0, y.shape[-1])
@@ -150,6 +155,8 @@ class LeNet5_1998(nn.Module):
         x = squash(TableConv(C3_TABLE, 6, (5,) * d, dtype=self.dtype, name="C3")(x))
         x = subsample(x, "S4")
         x = make_head(hd, HeadSpec(d), module_name="head")(x, train=train)
+        check_head_width(self, x, layer="C5", model="lenet5_1998", chain=_chain(ds),
+                         input_shape=input_shape, plain_flatten=hd == "flatten")
         x = squash(nn.Dense(120, dtype=self.dtype, name="C5")(x))
         x = squash(nn.Dense(84, dtype=self.dtype, name="F6")(x))
         return nn.Dense(self.num_classes, dtype=self.dtype, name="output")(x)

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 from poolnets.models._common import (
     check_channels,
     check_config,
+    check_head_width,
     check_input,
     conv_step,
     geometry,
@@ -120,12 +121,13 @@ class ResNet(nn.Module):
     def __call__(self, x: jnp.ndarray, *, train: bool = False) -> jnp.ndarray:
         ds, hd, d = self.downsample or "max", self.head or "avg", self.spatial_dims
         check_config("resnet", num_classes=self.num_classes, downsample=ds, head=hd,
-                     spatial_dims=d, width=self.width)
+                     spatial_dims=d, dtype=self.dtype, width=self.width)
         stage_step = pool_step(ds, 3, 2, 1) if self.downsample_blocks else conv_step(3, 2, 1)
         chain = [conv_step(7, 2, 3), pool_step(ds, 3, 2, 1)]
         chain += [stage_step] * (len(self.stage_sizes) - 1)
         check_input(x, model="resnet", spatial_dims=d, chain=chain)
         check_channels(self, x, "stem_conv")
+        input_shape = x.shape
         conv = functools.partial(self.conv, use_bias=False, dtype=self.dtype,
                                  kernel_init=conv_init)
         norm = functools.partial(self.norm, use_running_average=not train, momentum=0.9,
@@ -143,6 +145,8 @@ class ResNet(nn.Module):
                     dtype=self.dtype, name=f"stage{i + 1}_block{j}",
                 )(x, train=train)
         x = make_head(hd, HeadSpec(d), module_name="head")(x, train=train)
+        check_head_width(self, x, layer="fc", model="resnet", chain=chain,
+                         input_shape=input_shape, plain_flatten=hd == "flatten")
         return nn.Dense(self.num_classes, dtype=self.dtype, name="fc")(x)
 
 

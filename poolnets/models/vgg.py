@@ -17,6 +17,7 @@ import jax.numpy as jnp
 from poolnets.models._common import (
     check_channels,
     check_config,
+    check_head_width,
     check_input,
     conv_step,
     geometry,
@@ -65,10 +66,11 @@ class VGG(nn.Module):
     def __call__(self, x: jnp.ndarray, *, train: bool = False) -> jnp.ndarray:
         ds, hd, d = self.downsample or "max", self.head or "flatten", self.spatial_dims
         check_config("vgg", num_classes=self.num_classes, downsample=ds, head=hd,
-                     spatial_dims=d, width=self.width)
+                     spatial_dims=d, dtype=self.dtype, width=self.width)
         chain = [pool_step(ds, 2, 2) if c == POOL else conv_step(3, 1, 1) for c in self.config]
         check_input(x, model="vgg", spatial_dims=d, chain=chain)
         check_channels(self, x, "conv0")
+        input_shape = x.shape
         conv = functools.partial(nn.Conv, kernel_size=(3,) * d, padding=pads(d, 1),
                                  dtype=self.dtype, kernel_init=_conv_init)
         n_conv = n_pool = 0
@@ -87,6 +89,8 @@ class VGG(nn.Module):
             n_conv += 1
         spec = HeadSpec(d, (7,) * d if hd == "flatten" else None)
         x = make_head(hd, spec, module_name="head")(x, train=train)
+        check_head_width(self, x, layer="fc0", model="vgg", chain=chain,
+                         input_shape=input_shape, plain_flatten=False)  # 7x7 adaptive first
         dense = functools.partial(nn.Dense, dtype=self.dtype, kernel_init=_dense_init)
         for i in range(2):
             x = nn.relu(dense(scaled(self.hidden, self.width), name=f"fc{i}")(x))

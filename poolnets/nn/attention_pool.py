@@ -23,6 +23,7 @@ Both flatten a feature map `(N, *spatial, C)` (any number of spatial dims) into 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -52,7 +53,8 @@ def resolve_num_heads(num_heads: int | None, features: int) -> int:
 def _tokens(x: jax.Array) -> jax.Array:
     if x.ndim < 3:
         raise ValueError(f"expected a feature map (N, *spatial, C); got shape {x.shape}")
-    return x.reshape(x.shape[0], -1, x.shape[-1])
+    # Explicit token count: reshape(N, -1, C) cannot infer it for an empty batch (0 / 0).
+    return x.reshape(x.shape[0], math.prod(x.shape[1:-1]), x.shape[-1])
 
 
 class AttentionPool(nn.Module):

@@ -7,6 +7,7 @@ The model's classifier (a Dense layer or an MLP) follows the head. Pools are loo
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -84,4 +85,5 @@ class Flatten(nn.Module):
         del train
         if self.output_size is not None:
             x = _pooling_fn("adaptive_avg_pool")(x, self.output_size)
-        return x.reshape(x.shape[0], -1)
+        # An explicit width: reshape(N, -1) cannot infer it for an empty batch (0 / 0).
+        return x.reshape(x.shape[0], math.prod(x.shape[1:]))

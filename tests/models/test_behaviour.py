@@ -101,6 +101,9 @@ def test_same_keys_same_outputs_and_other_keys_differ():
     ({"num_classes": 2.5}, ValueError, "num_classes"),
     ({"num_classes": True}, ValueError, "num_classes"),
     ({"widht": 0.5}, TypeError, "widht"),
+    ({"dtype": "float8"}, ValueError, "dtype='float8'"),
+    ({"dtype": jnp.int32}, ValueError, "dtype=.*int32"),
+    ({"dtype": None}, ValueError, "dtype=None"),
 ])
 def test_bad_create_arguments(kwargs, error, match):
     args = {"name": "resnet20", "num_classes": 10, **kwargs}
@@ -143,6 +146,45 @@ def test_wrong_channel_count_for_existing_parameters():
     variables = jax.eval_shape(model.init, RNGS, jnp.zeros((1, 8, 8, 3)))
     with pytest.raises(ValueError, match="1 channels but the model's parameters expect 3"):
         jax.eval_shape(model.apply, variables, jnp.zeros((1, 8, 8, 1)))
+
+
+def test_dtype_is_checked_by_the_module_too():
+    # A family built directly (not through create) checks at init, before any layer.
+    from poolnets.models.lenet import LeNet5
+    with pytest.raises(ValueError, match="lenet5: dtype must be a floating dtype"):
+        jax.eval_shape(LeNet5(dtype=jnp.int8).init, RNGS, jnp.zeros((1, 32, 32, 1)))
+
+
+def test_flatten_head_parameters_fix_the_input_size_even_with_a_symbolic_batch():
+    model = create("lenet5", num_classes=3)
+    variables = jax.eval_shape(model.init, RNGS, jax.ShapeDtypeStruct((1, 32, 32, 1),
+                                                                       jnp.float32))
+
+    def apply(shape):
+        return jax.eval_shape(model.apply, variables, jax.ShapeDtypeStruct(
+            jax.export.symbolic_shape(shape), jnp.float32))
+
+    # Any input whose final map is 5x5 fits (32..35); the batch dim stays symbolic.
+    assert str(apply("b, 35, 35, 1").shape) == "(b, 3)"
+    with pytest.raises(ValueError, match=r"lenet5: the head gives 576 features for input "
+                                         r"spatial size \(36, 36\), but the parameters' 'C5' "
+                                         r"layer takes 400.* fit inputs of 32 to 35 per "
+                                         r"spatial dim \(final map 5x5\)"):
+        apply("b, 36, 36, 1")
+
+
+def test_flatten_head_size_error_in_another_family():
+    model = small("resnet20", depth=8, width=0.25, head="flatten")
+    variables = jax.eval_shape(model.init, RNGS, jnp.zeros((1, 8, 8, 3)))
+    with pytest.raises(ValueError, match=r"cifar_resnet: .* 'fc' layer takes 64.* 5 to 8 per"):
+        jax.eval_shape(model.apply, variables, jnp.zeros((1, 16, 16, 3)))
+
+
+@pytest.mark.parametrize("head", ["flatten", "attention"])
+def test_empty_batch_gives_empty_logits(head):
+    model = small("lenet5", head=head)
+    variables = jax.eval_shape(model.init, RNGS, jnp.zeros((1, 32, 32, 1)))
+    assert jax.eval_shape(model.apply, variables, jnp.zeros((0, 32, 32, 1))).shape == (0, 4)
 
 
 def test_lenet_1998_c3_reads_exactly_its_connection_table():
