@@ -93,7 +93,7 @@ def mixed_pool(
     alpha = jnp.asarray(alpha, dtype)
     out_shape = taps.shape[:-1]
     try:
-        ok = np.broadcast_shapes(alpha.shape, out_shape) == out_shape
+        ok = jnp.broadcast_shapes(alpha.shape, out_shape) == out_shape
     except ValueError:
         ok = False
     if not ok:

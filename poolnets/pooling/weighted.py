@@ -20,7 +20,6 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from poolnets.pooling.geometry import IntOrSeq, Padding, as_array
 from poolnets.pooling.global_pools import _check_nsc
@@ -77,7 +76,7 @@ def _param(name, value, out_shape, dtype, tap_axes):
     """A parameter that must broadcast to the output, with size-1 `tap_axes` inserted."""
     value = jnp.asarray(value, dtype)
     try:
-        full = np.broadcast_shapes(value.shape, out_shape) == tuple(out_shape)
+        full = jnp.broadcast_shapes(value.shape, out_shape) == tuple(out_shape)
     except ValueError:
         full = False
     if not full:

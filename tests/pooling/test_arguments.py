@@ -151,3 +151,19 @@ def test_empty_spatial_dim_raises_naming_the_shape(call):
     with pytest.raises(ValueError, match=r"spatial dims of x must be non-empty; got "
                                          r"x.shape=\(2, 0, 3, 4\)"):
         call(EMPTY)
+
+
+# --- symbolic batch dims (jax.export): argument checks never need their value ------------
+
+def test_pools_trace_with_a_symbolic_batch():
+    x = jax.ShapeDtypeStruct(jax.export.symbolic_shape("b, 4, 4, 2"), jnp.float32)
+    key = jax.random.key(0)
+    calls = [
+        lambda a: P.max_pool(a, 2),  # window_geometry int()-ed every dim
+        lambda a: P.gem_pool(a, (2, 2), p=np.full(2, 3.0, np.float32)),  # np.broadcast_shapes
+        lambda a: P.mixed_pool(a, (2, 2), alpha=np.full(2, 0.5, np.float32)),
+        lambda a: P.stochastic_pool(a, (2, 2), key=key),  # the noise size was int()-ed
+        lambda a: P.fractional_max_pool(a, (3, 3), key=key),
+    ]
+    for call in calls:
+        assert jax.eval_shape(call, x).shape[0] == x.shape[0]
