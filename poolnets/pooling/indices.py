@@ -107,11 +107,16 @@ def window_arg_extreme(x: jax.Array, geom: WindowGeometry, largest: bool) -> jax
     return index
 
 
+def _flat_spatial(a: jax.Array, nb: int) -> jax.Array:
+    """`(*batch, *spatial, C) -> (*batch, prod(spatial), C)`; the size is explicit because
+    reshape cannot infer a -1 when the batch is empty (0 / 0)."""
+    return a.reshape(a.shape[:nb] + (math.prod(a.shape[nb:-1]), a.shape[-1]))
+
+
 def gather_windows(x: jax.Array, index: jax.Array, geom: WindowGeometry, fill) -> jax.Array:
     """`x` at flat spatial `index` per batch/feature; out-of-range indices give `fill`."""
     nb = geom.num_batch_dims
-    flat_x = x.reshape(x.shape[:nb] + (-1, x.shape[-1]))
-    flat_i = index.reshape(index.shape[:nb] + (-1, index.shape[-1]))
+    flat_x, flat_i = _flat_spatial(x, nb), _flat_spatial(index, nb)
     fill = np.asarray(fill).item()  # take_along_axis needs a hashable fill value
     out = jnp.take_along_axis(flat_x, flat_i, axis=nb, mode="fill", fill_value=fill)
     return out.reshape(index.shape)
@@ -222,7 +227,7 @@ def _scatter_to(values: jax.Array, index: jax.Array, out_spatial: tuple[int, ...
     nb = values.ndim - len(out_spatial) - 1
     batch, feat = values.shape[:nb], values.shape[-1]
     size = math.prod(out_spatial)
-    v = values.reshape((math.prod(batch), -1, feat))
+    v = values.reshape((math.prod(batch), math.prod(values.shape[nb:-1]), feat))
     i = index.reshape(v.shape)
     i = jnp.where(i < 0, size, i)  # -1 (no element) is dropped, not wrapped around
     b = jnp.arange(v.shape[0])[:, None, None]
@@ -237,8 +242,7 @@ def _scatter_fwd(values, index, out_spatial):
 
 def _scatter_bwd(out_spatial, index, g):
     nb = g.ndim - len(out_spatial) - 1
-    flat_g = g.reshape(g.shape[:nb] + (-1, g.shape[-1]))
-    flat_i = index.reshape(index.shape[:nb] + (-1, index.shape[-1]))
+    flat_g, flat_i = _flat_spatial(g, nb), _flat_spatial(index, nb)
     flat_i = jnp.where(flat_i < 0, flat_g.shape[nb], flat_i)
     back = jnp.take_along_axis(flat_g, flat_i, axis=nb, mode="fill", fill_value=0)
     return back.reshape(index.shape), None

@@ -135,3 +135,15 @@ def test_pool_unpool_round_trip_under_vmap_jit_and_second_order():
     kept = round_trip(x) != 0
     second = jax.jit(jax.grad(lambda v: jax.grad(loss)(v).sum()))(x)
     np.testing.assert_allclose(second, jnp.where(kept, 6 * x, 0), rtol=1e-5)
+
+
+def test_indices_and_unpool_accept_an_empty_batch():
+    # reshape(..., -1, C) cannot infer -1 from a zero-size array (0 / 0).
+    x = jax.ShapeDtypeStruct((0, 4, 4, 2), jnp.float32)
+    values, indices = jax.eval_shape(lambda a: max_pool_with_indices(a, 2), x)
+    assert values.shape == indices.shape == (0, 2, 2, 2)
+
+    def unpool_grad(v):
+        return jax.grad(lambda t: jnp.sum(max_unpool(t, jnp.zeros(v.shape, jnp.int32), 2)))(v)
+
+    assert jax.eval_shape(unpool_grad, values).shape == (0, 2, 2, 2)
