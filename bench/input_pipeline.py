@@ -1,18 +1,22 @@
 """Images/s of the input pipeline alone (no train step), to compare with
 bench/train_throughput.py. A benchmark, not a test.
 
-    python bench/input_pipeline.py [--data_dir DIR]
+    python bench/input_pipeline.py [--data_dir DIR] [--workers 0 1 2 4] [--jpegs 640]
 
-In-memory datasets (digits, and a CIFAR-sized uint8 array): shuffled epoch batches cut on the
-host, placed on the device mesh (put_batch) through the same background prefetch the
-training loop uses. ImageNet-style streaming: records are JPEG bytes decoded with PIL (TFDS's
-NumPy decoding path also decodes with PIL-class codecs; here the JPEGs are generated, ~500x375
-like ImageNet's median image), then random-resized crop 224 + resize, in worker threads.
+Every row goes through the training loop's path: `poolnets.data.train_batches` (Grain), its
+batches placed on the device mesh (put_batch) in Grain's prefetch thread, 2 ahead.
+In-memory datasets (digits, and a CIFAR-sized uint8 array): batches cut on the host, read
+in this process. ImageNet-style streaming: records are JPEG bytes decoded with PIL (TFDS's
+NumPy decoding path also decodes with PIL-class codecs; here the JPEGs are generated,
+~500x375 like ImageNet's median image), then random-resized crop 224 + resize, in
+`--workers` Grain worker processes (0: this process), each decoding a batch in
+`StreamingSplit.threads` threads. Rates exclude the first batch (worker start-up).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import io
 import os
 import time
@@ -20,19 +24,25 @@ import time
 import jax
 import numpy as np
 
-from poolnets.data import Split, default_data_dir, epoch_batches, load_split, prefetch
+from poolnets.data import Split, default_data_dir, load_split, train_batches
 from poolnets.data.sources import StreamingSplit
 from poolnets.training.steps import make_mesh, put_batch
 
 
-def rate(batches, batch_size: int, mesh) -> float:
-    """Images/s of consuming `batches` through prefetch + device placement."""
-    t = time.perf_counter()
-    n = 0
-    for arrays in prefetch((put_batch(mesh, *b) for b in batches), 2):
-        jax.block_until_ready(arrays)
-        n += batch_size
-    return n / (time.perf_counter() - t)
+def rate(data, batch_size: int, mesh, *, num_steps: int, workers: int = 0) -> float:
+    """Images/s of `num_steps` batches of `data` through train_batches + device placement,
+    timed from the first batch's arrival."""
+    batches = iter(train_batches(data, batch_size, seed=0, num_steps=num_steps,
+                                 workers=workers, place=functools.partial(put_batch, mesh),
+                                 prefetch=2))
+    try:
+        jax.block_until_ready(next(batches))
+        t = time.perf_counter()
+        for arrays in batches:
+            jax.block_until_ready(arrays)
+        return (num_steps - 1) * batch_size / (time.perf_counter() - t)
+    finally:
+        batches.close()
 
 
 class JpegSource:
@@ -64,28 +74,33 @@ class JpegSource:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data_dir", default=default_data_dir())
+    parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2, 4],
+                        help="Grain worker counts for the JPEG rows")
+    parser.add_argument("--jpegs", type=int, default=640, help="JPEGs encoded (one epoch)")
     args = parser.parse_args()
     mesh = make_mesh()
-    print(f"# {jax.device_count()} x {jax.devices()[0].device_kind}, {os.cpu_count()} CPUs")
-    print("| pipeline | batch | images/s |")
-    print("|---|---:|---:|")
+    print(f"# {jax.device_count()} x {jax.devices()[0].device_kind}, {os.cpu_count()} CPUs, "
+          f"load average {os.getloadavg()[0]:.1f}")
+    print("| pipeline | batch | workers | images/s |")
+    print("|---|---:|---:|---:|")
     digits = load_split("digits", "train", args.data_dir)
-    for epoch_count, name, data, batch in (
-        (20, "digits (float32 32x32x1, in memory)", digits, 64),
-        (1, "CIFAR-sized uint8 32x32x3 x 50000 (in memory)",
-         Split(np.random.default_rng(0).integers(0, 256, (50000, 32, 32, 3), np.uint8),
-               np.zeros(50000, np.int32)), 128),
+    cifar = Split(np.random.default_rng(0).integers(0, 256, (50000, 32, 32, 3), np.uint8),
+                  np.zeros(50000, np.int32))
+    for name, data, batch, epochs in (
+        ("digits (float32 32x32x1, in memory)", digits, 64, 20),
+        ("CIFAR-sized uint8 32x32x3 x 50000 (in memory)", cifar, 128, 1),
     ):
-        def batches(data=data, batch=batch, epochs=epoch_count):
-            for epoch in range(epochs):
-                yield from epoch_batches(data, batch, seed=0, epoch=epoch)
-
-        print(f"| {name} | {batch} | {rate(batches(), batch, mesh):.0f} |", flush=True)
-    streaming = StreamingSplit(JpegSource(256))
+        steps = epochs * (len(data) // batch)
+        print(f"| {name} | {batch} | 0 | {rate(data, batch, mesh, num_steps=steps):.0f} |",
+              flush=True)
+    streaming = StreamingSplit(JpegSource(args.jpegs))
     batch = 32
-    stream = epoch_batches(streaming, batch, seed=0, epoch=0)
-    print(f"| ImageNet-style JPEG 500x375 -> RRC 224 + resize, {streaming.workers} threads | "
-          f"{batch} | {rate(stream, batch, mesh):.0f} |", flush=True)
+    for workers in args.workers:
+        images_s = rate(streaming, batch, mesh, num_steps=len(streaming) // batch,
+                        workers=workers)
+        print(f"| ImageNet-style JPEG 500x375 -> RRC 224 + resize, {streaming.threads} "
+              f"threads each | {batch} | {workers} | {images_s:.0f} |", flush=True)
+    print(f"# load average after: {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from poolnets.data.pipeline import (
     eval_batches,
     get_spec,
     load_split,
-    prefetch,
+    train_batches,
 )
 
 __all__ = [
@@ -34,8 +34,8 @@ __all__ = [
     "eval_batches",
     "get_spec",
     "load_split",
-    "prefetch",
     "preprocess",
     "random_flip",
     "random_shift",
+    "train_batches",
 ]

@@ -1,21 +1,23 @@
-"""Input pipeline: named datasets, seeded epoch batches, host sharding, device prefetch.
+"""Input pipeline: named datasets, seeded batches on Grain, host sharding, device prefetch.
 
-Batches are cut from a per-epoch permutation drawn from `numpy.random.default_rng((seed,
-epoch))`, so an epoch's order depends only on the seed and the epoch number: a resumed run
-continues with the same batches, and every host of a multi-host run agrees on the global
-batch and takes its own contiguous slice of it. Augmentation of in-memory datasets runs on
-device inside the jitted train step (`poolnets.data.augment`).
+Training batches (`train_batches`) are a `grain.MapDataset` indexed by step: step s is cut
+from the permutation `numpy.random.default_rng((seed, epoch)).permutation(N)` of its epoch,
+so the order depends only on the seed and the epoch number, every host of a multi-host run
+agrees on the global batch and reads only its own contiguous slice of it, and Grain's
+worker processes (`workers`) can read and decode any batch independently. The iterator's
+state (`get_state`/`set_state`) goes into every checkpoint, so a resumed run continues with
+the very next batch. Augmentation of in-memory datasets runs on device inside the jitted
+train step (`poolnets.data.augment`); streamed ones are decoded and augmented on the host.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-import queue
-import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import grain
 import numpy as np
 
 from poolnets.data.augment import Preprocess
@@ -189,12 +191,79 @@ def epoch_batches(
 
     batch_size is global; with shard=(i, n) each yield is host i's contiguous 1/n of the
     global batch (only those rows are read). The final partial batch is dropped, so every
-    step has the same shape (one compile).
+    step has the same shape (one compile). The same batches as `train_batches`, in one
+    thread, for callers that need no checkpointable iterator.
     """
-    order = np.random.default_rng((seed, epoch)).permutation(len(data))
-    for begin in range(start * batch_size, len(order) - batch_size + 1, batch_size):
-        idx = _shard(order[begin:begin + batch_size], shard)
-        yield data.take(idx, (seed, epoch, begin))
+    batches = _TrainBatches(data, batch_size, seed, (epoch + 1) * (len(data) // batch_size),
+                            shard)
+    for step in range(epoch * batches.steps_per_epoch + start, len(batches)):
+        yield batches[step]
+
+
+class _TrainBatches(grain.MapDataset):
+    """Host batch `step` of a run, for step in [0, num_steps): a pure function of
+    (seed, step), so any process can produce any batch in any order.
+
+    Step s is batch s % steps_per_epoch of epoch s // steps_per_epoch, cut from
+    `default_rng((seed, epoch)).permutation(len(data))`; the shard takes its contiguous
+    share of the global batch.
+    """
+
+    def __init__(self, data: Any, batch_size: int, seed: int, num_steps: int,
+                 shard: tuple[int, int]):
+        super().__init__()
+        self.data, self.batch_size, self.seed, self.shard = data, batch_size, seed, shard
+        self.num_steps = num_steps
+        self.steps_per_epoch = len(data) // batch_size
+        self._order: tuple[int, np.ndarray] | None = None  # (epoch, permutation), reused
+
+    def __len__(self) -> int:
+        return self.num_steps
+
+    def __getitem__(self, step: Any) -> Any:
+        if isinstance(step, slice):
+            return self.slice(step)
+        epoch, k = divmod(int(step), self.steps_per_epoch)
+        if self._order is None or self._order[0] != epoch:
+            self._order = (epoch, np.random.default_rng((self.seed, epoch)).permutation(
+                len(self.data)))
+        begin = k * self.batch_size
+        idx = _shard(self._order[1][begin:begin + self.batch_size], self.shard)
+        return self.data.take(idx, (self.seed, epoch, begin))
+
+
+def _allow_grain_workers() -> None:
+    """Grain's worker processes read absl flags; a caller that did not parse flags (a
+    library user, the tests) gets their defaults, as `absl.app.run` would give."""
+    from absl import flags
+
+    if not flags.FLAGS.is_parsed():
+        flags.FLAGS.mark_as_parsed()
+
+
+def train_batches(
+    data: Any, batch_size: int, *, seed: int, num_steps: int,
+    shard: tuple[int, int] = (0, 1), workers: int = 0,
+    place: Callable[..., Any] | None = None, prefetch: int = 0,
+) -> grain.IterDataset:
+    """The run's training batches, steps 0..num_steps-1, as a checkpointable Grain dataset.
+
+    Epochs follow each other (a run crosses epoch boundaries in one iterator). Batches are
+    read (and for `StreamingSplit`, decoded and augmented) in `workers` processes (0: in
+    this process); `place(images, labels)` (e.g. onto a device mesh) runs in a background
+    thread `prefetch` batches ahead. The iterator's `get_state()` after step s resumes at
+    step s with `set_state` in a pipeline built with the same `workers`, whatever the shard.
+    """
+    if not isinstance(workers, int) or workers < 0:
+        raise ValueError(f"workers must be a non-negative int, got {workers!r}")
+    dataset = _TrainBatches(data, batch_size, seed, num_steps, shard).to_iter_dataset(
+        grain.ReadOptions(num_threads=0, prefetch_buffer_size=0))
+    if workers:
+        _allow_grain_workers()
+        dataset = dataset.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers))
+    if place is not None:
+        dataset = dataset.map(lambda batch: place(*batch))
+    return grain.experimental.ThreadPrefetchIterDataset(dataset, prefetch_buffer_size=prefetch)
 
 
 def eval_batches(
@@ -203,7 +272,7 @@ def eval_batches(
     """All examples in order, in fixed-size batches: yields (images, labels, mask (B,) bool).
 
     The last batch is padded with copies of example 0 whose mask is False, so every example
-    counts exactly once and every batch has the same shape. shard as in `epoch_batches`.
+    counts exactly once and every batch has the same shape. shard as in `train_batches`.
     """
     n = len(data)
     for begin in range(0, n, batch_size):
@@ -211,46 +280,3 @@ def eval_batches(
         mask = idx < n
         images, labels = data.take(np.where(mask, idx, 0))
         yield images, labels, mask
-
-
-def prefetch(iterator: Iterator, size: int) -> Iterator:
-    """Runs `iterator` in a background thread, up to `size` items ahead (0: inline).
-
-    Order is preserved; an exception in the producer is re-raised in the consumer.
-    """
-    if size <= 0:
-        yield from iterator
-        return
-    items: queue.Queue = queue.Queue(maxsize=size)
-    done = object()
-    stop = threading.Event()
-
-    def put(item: Any) -> bool:
-        """Hands `item` over unless the consumer has gone; returns whether it was."""
-        while not stop.is_set():
-            try:
-                items.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def produce() -> None:
-        try:
-            for item in iterator:
-                if not put(item):
-                    return
-            put(done)
-        except BaseException as error:  # noqa: BLE001 -- handed to the consumer
-            put(error)
-
-    thread = threading.Thread(target=produce, daemon=True)
-    thread.start()
-    try:
-        while (item := items.get()) is not done:
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        thread.join()

@@ -157,13 +157,14 @@ class StreamingSplit:
     Training (augment_seed given): random-resized crop to `size`, each example's draws from
     `default_rng((*augment_seed, index))`, so a batch is the same whoever decodes it and
     whenever (resume, multi-host). Evaluation: resize to `resize`, centre crop `size`.
-    Only the requested indices are read and decoded (each host reads its own shard).
+    Only the requested indices are read and decoded (each host reads its own shard), in
+    `threads` threads of the process that asks (a Grain worker when config.data.workers > 0).
     """
 
     source: Any
     size: int = 224
     resize: int = 256
-    workers: int = dataclasses.field(default_factory=lambda: min(8, os.cpu_count() or 1))
+    threads: int = dataclasses.field(default_factory=lambda: min(8, os.cpu_count() or 1))
 
     def __len__(self) -> int:
         return len(self.source)
@@ -180,7 +181,7 @@ class StreamingSplit:
             rng = np.random.default_rng((*augment_seed, int(index)))
             return random_resized_crop(image, rng, self.size), record["label"]
 
-        with ThreadPoolExecutor(self.workers) as pool:
+        with ThreadPoolExecutor(self.threads) as pool:
             images, labels = zip(*pool.map(one, idx), strict=True)
         return np.stack(images), np.array(labels, np.int32)
 

@@ -24,6 +24,7 @@ SUMMARY_FILE = "summary.json"
 CHECKPOINT_DIR = "checkpoints"
 CONFIG_FILE = "config.json"
 UNRESTORABLE_DIR = "unrestorable-checkpoints"
+STATE_ITEM, DATA_ITEM = "default", "data"  # orbax items of a checkpoint step
 
 
 class WriteError(RuntimeError):
@@ -151,8 +152,9 @@ class CheckpointError(RuntimeError):
 
 
 # Fields that may change between a run and its resumption without changing its results.
+# config.data (workers) is checked against the checkpoint's input-pipeline state instead.
 RESUMABLE_CHANGES = ("data_dir", "log_every", "tensorboard", "curves", "profile_steps",
-                     "prefetch", "distributed", "keep_checkpoints")
+                     "prefetch", "distributed", "keep_checkpoints", "data")
 
 
 def _config_differences(saved: dict, now: dict) -> list[str]:
@@ -229,6 +231,8 @@ class Checkpoints:
     Each save is written to a temporary directory and renamed when complete (orbax), so a
     process killed mid-save leaves the previous checkpoints intact and resumable. The run's
     config is kept beside them in workdir/config.json, to refuse resuming another run.
+    A checkpoint holds the train state (orbax item "default") and the input pipeline's
+    iterator state (item "data", JSON: {"workers": ..., "iterator": Grain's state}).
     """
 
     def __init__(self, workdir: str, keep: int):
@@ -237,6 +241,7 @@ class Checkpoints:
         self.config_path = os.path.join(self.workdir, CONFIG_FILE)
         self.keep = keep
         self.skipped: list[tuple[int, str]] = []  # (step, why) newer than the one restored
+        self.restored_data: dict | None = None  # the "data" item of the restored checkpoint
         self._manager = None
 
     def _open(self, writing: bool) -> Any:
@@ -246,7 +251,8 @@ class Checkpoints:
             max_to_keep=self.keep, create=writing, enable_async_checkpointing=False,
             cleanup_tmp_directories=writing, save_root_metadata=writing,
         )
-        return ocp.CheckpointManager(self.directory, options=options)
+        return ocp.CheckpointManager(self.directory, item_names=(STATE_ITEM, DATA_ITEM),
+                                     options=options)
 
     def steps(self) -> list[int]:
         """Steps of the complete checkpoints, newest first (reads only).
@@ -299,14 +305,18 @@ class Checkpoints:
         failures = []
         try:
             for step in steps:
+                items = {STATE_ITEM: ocp.args.StandardRestore(target)}
+                if os.path.isdir(os.path.join(self.directory, str(step), DATA_ITEM)):
+                    items[DATA_ITEM] = ocp.args.JsonRestore()
                 try:
                     with _orbax_call():
-                        restored = manager.restore(step, args=ocp.args.StandardRestore(target))
+                        restored = manager.restore(step, args=ocp.args.Composite(**items))
                 except Exception as e:  # noqa: BLE001 -- any failure to load: try the older one
                     failures.append((step, _reason(e)))
                     continue
                 self.skipped = failures
-                return restored, step
+                self.restored_data = restored.get(DATA_ITEM)
+                return restored[STATE_ITEM], step
         finally:
             with _orbax_call():
                 manager.close()
@@ -339,8 +349,26 @@ class Checkpoints:
         """Records the run's config (once, at the start of a fresh run)."""
         write_json_atomic(self.config_path, config)
 
-    def save(self, step: int, state: Any) -> None:
-        """Saves `state` (a pytree of jax Arrays, replicated) as checkpoint `step`.
+    def data_state(self, step: int, workers: int) -> Any:
+        """The input iterator's state restored with checkpoint `step`, for a pipeline with
+        `workers` processes; CheckpointError (one line) when it cannot continue exactly."""
+        where = os.path.join(self.directory, str(step))
+        data = self.restored_data
+        if data is None:
+            raise CheckpointError(
+                f"checkpoint {where} has no input-pipeline state (written before poolnets "
+                "read data with Grain), so this run cannot continue from it exactly; use a "
+                "fresh --workdir")
+        if data["workers"] != workers:
+            raise CheckpointError(
+                f"checkpoint {where} was written with config.data.workers={data['workers']} "
+                f"and Grain's iterator state depends on the worker count; resume with "
+                f"config.data.workers={data['workers']} (now {workers})")
+        return data["iterator"]
+
+    def save(self, step: int, state: Any, data: dict | None = None) -> None:
+        """Saves `state` (a pytree of jax Arrays, replicated) as checkpoint `step`, with the
+        input pipeline's state `data` (JSON, the same on every process) when given.
 
         Raises WriteError naming the checkpoint and the cause when the save fails; what was
         written keeps orbax's temporary name, which restores ignore and the next save removes.
@@ -354,7 +382,10 @@ class Checkpoints:
                     self._manager = self._open(writing=True)
                 if step in self._manager.all_steps():
                     return
-                self._manager.save(step, args=ocp.args.StandardSave(state))
+                items = {STATE_ITEM: ocp.args.StandardSave(state)}
+                if data is not None:
+                    items[DATA_ITEM] = ocp.args.JsonSave(data)
+                self._manager.save(step, args=ocp.args.Composite(**items))
                 self._manager.wait_until_finished()
         except Exception as e:  # noqa: BLE001 -- orbax wraps OS errors in its own
             with contextlib.suppress(Exception):  # the save's error is the one to report

@@ -119,6 +119,7 @@ NUMBERS: dict[str, Range] = {
     "log_every": _COUNT,
     "profile_steps": Range(0, integer=True),
     "prefetch": Range(0, integer=True),
+    "data.workers": Range(0, integer=True),
     "distributed.num_processes": Range(1, integer=True, optional=True),
     "distributed.process_id": Range(0, integer=True, optional=True),
 }

@@ -9,13 +9,16 @@ epochs completed, step / steps_per_epoch, to 3 decimals. images_per_s counts tra
 time only (the steps and their data); evaluations (eval_s in their record) and checkpoint
 saves are timed apart.
 Restarting with the same workdir resumes from the newest checkpoint: the
-state (step, params, BatchNorm statistics, optimizer state) is restored, the epoch's batch
-order is recomputed from (seed, epoch) and the batches already taken are skipped, and every
-step's randomness is fold_in(key, step), so the resumed run equals an uninterrupted one.
+state (step, params, BatchNorm statistics, optimizer state) and the input iterator's state
+(Grain, `poolnets.data.train_batches`: the batch order is a function of (seed, epoch)) are
+restored, and every step's randomness is fold_in(key, step), so the resumed run equals an
+uninterrupted one.
 """
 
 from __future__ import annotations
 
+import functools
+import itertools
 import math
 import platform
 import sys
@@ -28,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from poolnets.data import default_data_dir, epoch_batches, eval_batches, prefetch
+from poolnets.data import default_data_dir, eval_batches, train_batches
 from poolnets.training import artifacts, observe
 from poolnets.training.config import ConfigError, Plan, check_config, model_options
 from poolnets.training.optim import make_optimizer, make_schedule
@@ -122,6 +125,8 @@ def train_and_evaluate(
     config_dict = config.to_dict()
     checkpoints = artifacts.Checkpoints(workdir, keep=config.keep_checkpoints)
     state, resume_step = checkpoints.restore_latest(state, config_dict)
+    if resume_step is not None:
+        data_state = checkpoints.data_state(resume_step, config.data.workers)
     try:
         workdir = artifacts.check_workdir(workdir)
     except OSError as e:
@@ -193,21 +198,21 @@ def train_and_evaluate(
         """Checkpoint `at`; its time is not train-phase time."""
         nonlocal t_log, save_s
         t_save = time.perf_counter()
-        checkpoints.save(at, state)
+        checkpoints.save(at, state, {"workers": config.data.workers,
+                                     "iterator": batches.get_state()})
         t_log += time.perf_counter() - t_save
         save_s += time.perf_counter() - t_save
 
+    batches = iter(train_batches(
+        train, config.batch_size, seed=config.seed, num_steps=total_steps, shard=_shard(),
+        workers=config.data.workers, place=functools.partial(put_batch, mesh),
+        prefetch=config.prefetch))
+    if resume_step is not None:
+        batches.set_state(data_state)
     try:
         for epoch in range(min(step // steps_per_epoch, num_epochs - 1), num_epochs):
-            skip = step - epoch * steps_per_epoch
-            batches = epoch_batches(train, config.batch_size, seed=config.seed, epoch=epoch,
-                                    start=skip, shard=_shard())
             end = min(total_steps, (epoch + 1) * steps_per_epoch)
-            for images, labels in prefetch(
-                (put_batch(mesh, *b) for b in batches), config.prefetch
-            ):
-                if step == end:
-                    break
+            for images, labels in itertools.islice(batches, end - step):
                 profile.before_step(step + 1, state)
                 state, metrics = train_fn(state, images, labels, step_key)
                 pending.append(metrics)
@@ -237,6 +242,7 @@ def train_and_evaluate(
             if step % config.checkpoint_every_steps == 0 or step == total_steps:
                 save(step)
     finally:
+        batches.close()  # stops Grain's prefetch thread and worker processes
         profile.close(state)
         bar.close()
         scalars.close()
@@ -274,5 +280,6 @@ def train_and_evaluate(
     }
     if lead and config.curves:
         observe.write_curves(workdir)
+    if lead:
         artifacts.write_json_atomic(f"{workdir}/{artifacts.SUMMARY_FILE}", summary)
     return summary

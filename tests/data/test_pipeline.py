@@ -1,4 +1,5 @@
-"""Serving geometry, batching and shift augmentation of the input pipeline."""
+"""Serving geometry, batching, Grain iterator state and shift augmentation of the input
+pipeline."""
 
 import jax
 import jax.numpy as jnp
@@ -14,6 +15,7 @@ from poolnets.data import (
     get_spec,
     load_split,
     random_shift,
+    train_batches,
 )
 
 
@@ -59,6 +61,61 @@ def test_epoch_batches_permute_and_drop_remainder():
     np.testing.assert_array_equal(labels, again)
     other = np.concatenate([b[1] for b in epoch_batches(_toy(10), 3, seed=0, epoch=1)])
     assert not np.array_equal(labels, other)
+
+
+def _labels(batches, count=None):
+    return [labels for _, labels in (batches if count is None else
+                                     (next(batches) for _ in range(count)))]
+
+
+def test_train_batches_run_through_epochs_in_epoch_batches_order_and_resume_from_state():
+    expected = [labels for e in range(3) for _, labels in epoch_batches(_toy(10), 3, seed=4,
+                                                                        epoch=e)]
+    placed = []
+
+    def place(images, labels):
+        placed.append(len(labels))
+        return images, labels
+
+    first = iter(train_batches(_toy(10), 3, seed=4, num_steps=8, place=place, prefetch=2))
+    head = _labels(first, 5)  # across the epoch boundary at step 3
+    state = first.get_state()  # after 5 consumed, whatever the prefetch thread read ahead
+    first.close()
+    again = iter(train_batches(_toy(10), 3, seed=4, num_steps=8))
+    again.set_state(state)
+    np.testing.assert_array_equal(head + _labels(again), expected[:8])
+    assert placed[:5] == [3] * 5
+
+
+def test_train_batches_state_resumes_with_another_host_count():
+    one = iter(train_batches(_toy(12), 4, seed=1, num_steps=6))
+    _labels(one, 4)
+    state = one.get_state()
+    rest = _labels(one)
+    hosts = []
+    for index in range(2):
+        shard = iter(train_batches(_toy(12), 4, seed=1, num_steps=6, shard=(index, 2)))
+        shard.set_state(state)
+        hosts.append(_labels(shard))
+    np.testing.assert_array_equal(np.concatenate(hosts, axis=1), rest)
+
+
+def test_train_batches_in_two_worker_processes_resume_exactly():
+    expected = _labels(train_batches(_toy(10), 3, seed=2, num_steps=5))
+    first = iter(train_batches(_toy(10), 3, seed=2, num_steps=5, workers=2))
+    head = _labels(first, 2)
+    state = first.get_state()
+    first.close()
+    again = iter(train_batches(_toy(10), 3, seed=2, num_steps=5, workers=2))
+    again.set_state(state)
+    np.testing.assert_array_equal(head + _labels(again), expected)
+    again.close()
+
+
+@pytest.mark.parametrize("workers", [-1, 1.5, None])
+def test_train_batches_bad_workers(workers):
+    with pytest.raises(ValueError, match=rf"workers must be a non-negative int, got {workers}"):
+        train_batches(_toy(10), 3, seed=0, num_steps=2, workers=workers)
 
 
 def test_eval_batches_cover_every_example_once():

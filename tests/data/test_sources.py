@@ -1,5 +1,5 @@
 """Public datasets through `tfds.testing.mock_data` (no files, no network), preprocessing,
-host-side ImageNet transforms, sharding, prefetch and the synthetic dataset."""
+host-side ImageNet transforms, sharding, prefetching and the synthetic dataset."""
 
 import sys
 
@@ -18,9 +18,9 @@ from poolnets.data import (
     eval_batches,
     get_spec,
     load_split,
-    prefetch,
     preprocess,
     random_flip,
+    train_batches,
 )
 from poolnets.data.sources import (
     DatasetUnavailable,
@@ -137,19 +137,25 @@ def test_host_shards_partition_the_global_batch_and_start_skips():
     assert sorted(np.concatenate(evaluated).tolist()) == list(range(20))
 
 
-def test_prefetch_keeps_order_and_reraises():
-    assert list(prefetch(iter(range(50)), 3)) == list(range(50))
-    assert list(prefetch(iter(range(5)), 0)) == list(range(5))
+class _BrokenDisk(Split):
+    """A split whose reads fail from the second batch on."""
 
-    def broken():
-        yield 1
-        raise OSError("disk gone")
+    def take(self, idx, augment_seed=None):
+        if augment_seed[2] > 0:
+            raise OSError("disk gone")
+        return super().take(idx)
 
+
+def test_prefetched_batches_keep_order_and_reraise_read_errors():
+    whole = [labels for e in range(2) for _, labels in epoch_batches(_toy(), 8, seed=3, epoch=e)]
+    got = [labels for _, labels in train_batches(_toy(), 8, seed=3, num_steps=4, prefetch=3)]
+    np.testing.assert_array_equal(got, whole)
+    batches = iter(train_batches(_BrokenDisk(_toy().images, _toy().labels), 8, seed=0,
+                                 num_steps=4, prefetch=2))
+    next(batches)
     with pytest.raises(OSError, match="disk gone"):
-        list(prefetch(broken(), 2))
-    stream = prefetch(iter(range(1000)), 2)
-    assert next(stream) == 0
-    stream.close()  # stops the producer thread
+        next(batches)
+    batches.close()
 
 
 def test_synthetic_dataset_from_config():

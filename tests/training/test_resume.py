@@ -4,6 +4,7 @@ import hashlib
 import json
 import os
 import pathlib
+import shutil
 import signal
 import subprocess
 import sys
@@ -38,13 +39,12 @@ CHILD = textwrap.dedent(
     from poolnets.training import train_and_evaluate
 
     workdir, data_dir, delay = sys.argv[2], sys.argv[3], float(sys.argv[4])
-    if delay:
-        inner = loop.epoch_batches
-        def slowed(*args, **kwargs):
-            for batch in inner(*args, **kwargs):
-                time.sleep(delay)
-                yield batch
-        loop.epoch_batches = slowed
+    if delay:  # each batch placed on the devices late
+        inner = loop.put_batch
+        def slowed(*args):
+            time.sleep(delay)
+            return inner(*args)
+        loop.put_batch = slowed
     config = load_config()
     config.data_dir = data_dir
     config.batch_size = 32
@@ -155,6 +155,29 @@ def test_corrupt_newest_checkpoint_is_set_aside_and_the_one_before_resumed(
     assert _steps(saved_run) == [4, 8, 12]  # step 12 written again by the resumed run
 
 
+def test_resume_with_another_worker_count_or_without_iterator_state_is_refused(
+        saved_run, tiny_config, tiny_model):
+    tiny_config.checkpoint_every_steps = 4
+    tiny_config.data.workers = 2
+    before = _tree_digest(saved_run)
+    with pytest.raises(CheckpointError) as error:
+        train_and_evaluate(tiny_config, str(saved_run), model=tiny_model, show_progress=False)
+    assert str(error.value) == (
+        f"checkpoint {saved_run}/checkpoints/12 was written with config.data.workers=0 and "
+        "Grain's iterator state depends on the worker count; resume with "
+        "config.data.workers=0 (now 2)")
+    tiny_config.data.workers = 0
+    for step in (4, 8, 12):  # as written before the input iterator was checkpointed
+        shutil.rmtree(saved_run / "checkpoints" / str(step) / "data")
+    with pytest.raises(CheckpointError, match=r"^checkpoint \S+/checkpoints/12 has no "
+                                              r"input-pipeline state \(written before poolnets "
+                                              r"read data with Grain\), so .*fresh --workdir$"):
+        train_and_evaluate(tiny_config, str(saved_run), model=tiny_model, show_progress=False)
+    assert not (saved_run / "checkpoints" / "12" / "data").exists()
+    assert _steps(saved_run) == [4, 8, 12]
+    assert before != _tree_digest(saved_run)  # only the removed data items differ
+
+
 def test_checkpoint_of_another_model_or_config_is_refused(saved_run, tiny_config,
                                                           make_tiny_model):
     tiny_config.checkpoint_every_steps = 4
@@ -211,10 +234,10 @@ def test_checkpoints_keep_the_newest_and_saves_do_not_count_as_train_time(
         tmp_path, tiny_config, tiny_model, monkeypatch):
     real_save, pause = Checkpoints.save, 1.5
 
-    def slow_first_save(self, step, state):
+    def slow_first_save(self, step, state, data):
         if step == 2:
             time.sleep(pause)
-        real_save(self, step, state)
+        real_save(self, step, state, data)
 
     monkeypatch.setattr(Checkpoints, "save", slow_first_save)
     tiny_config.checkpoint_every_steps = 2
