@@ -131,7 +131,7 @@ PARITY_CASES = [
     ("vgg11_bn", (2, 32, 32, 3), dict(width=1 / 32, hidden=16)),
     ("allcnn_c", (2, 16, 16, 3), dict(width=0.05, head="catavgmax")),
     ("resnet50", (2, 32, 32, 3), dict(width=1 / 16, downsample="avg", downsample_blocks=True,
-                                      head="map", stage_sizes=(1, 2, 1, 1))),
+                                      head="map", stage_sizes=(1, 1, 1, 1))),
 ]
 
 
@@ -183,3 +183,204 @@ def test_train_step_updates_batch_stats_as_linen():
     before = {tuple(map(str, k)): v.get_value() for k, v in
               nnx.to_flat_state(nnx.state(model, nnx.BatchStat))}
     assert any(not np.allclose(before[k], flat[k]) for k in flat)  # the step moved them
+
+
+# --- The contract ---------------------------------------------------------------------------
+
+# One per family, at an input large enough that VALID convolutions barely move the ratio
+# of input to map length, which `reduction` (a cumulative stride) must then give.
+CONTRACT_CASES = [
+    ("lenet5", (1, 128, 128, 1), dict(head="avg")),
+    ("resnet20", (1, 64, 64, 3), dict(width=0.25)),
+    ("vgg11", (1, 64, 64, 3), dict(width=1 / 16)),
+    ("allcnn_c", (1, 128, 128, 3), dict(width=0.1)),
+    ("resnet18", (1, 64, 64, 3), dict(width=1 / 16)),
+]
+
+
+@pytest.mark.parametrize("name,shape,kw", CONTRACT_CASES, ids=lambda c: str(c))
+def test_feature_info_describes_the_maps_forward_intermediates_returns(name, shape, kw):
+    model = abstract(name, input_size=shape[1:-1], in_channels=shape[-1], **kw)
+    x = jax.ShapeDtypeStruct(shape, jnp.float32)
+    maps = nnx.eval_shape(lambda m, x: m.forward_intermediates(x), model, x)
+    info = model.feature_info
+    assert len(maps) == len(info) >= 3
+    for entry, fmap in zip(info, maps, strict=True):
+        assert fmap.shape[-1] == entry["channels"]
+        assert entry["reduction"] == round(shape[1] / fmap.shape[1]), (entry, fmap.shape)
+    feats = nnx.eval_shape(lambda m, x: m.forward_features(x), model, x)
+    assert feats.shape == maps[-1].shape
+    picked = nnx.eval_shape(lambda m, x: m.forward_intermediates(x, indices=[0, -1]), model, x)
+    assert [p.shape for p in picked] == [maps[0].shape, maps[-1].shape]
+    last2 = nnx.eval_shape(lambda m, x: m.forward_intermediates(x, indices=2), model, x)
+    assert [p.shape for p in last2] == [m.shape for m in maps[-2:]]
+    pre = nnx.eval_shape(lambda m, x: m.forward_head(m.forward_features(x), pre_logits=True),
+                         model, x)
+    assert pre.ndim == 2
+    cfg = model.pretrained_cfg
+    assert cfg["input_size"] == shape[1:] and cfg["num_classes"] == classes(name)
+    assert len(cfg["mean"]) == len(cfg["std"]) == shape[-1]
+    assert set(cfg) == {"input_size", "mean", "std", "crop_pct", "interpolation",
+                        "num_classes", "source"}
+
+
+def test_forward_intermediates_rejects_bad_indices():
+    model = abstract("resnet20", width=0.25)
+    x = jax.ShapeDtypeStruct((1, 32, 32, 3), jnp.float32)
+    for bad in (0, 5, [4], [-5]):
+        with pytest.raises(ValueError, match="indices"):
+            model.forward_intermediates(x, indices=bad)
+
+
+def test_pretrained_cfg_names_the_torchvision_weights():
+    assert abstract("resnet50", width=1 / 16).pretrained_cfg["source"] == (
+        "torchvision.models.resnet50(weights='IMAGENET1K_V1')")
+    assert abstract("vgg16_bn", width=1 / 16).pretrained_cfg["crop_pct"] == 0.875
+    assert abstract("resnet20").pretrained_cfg["source"] is None
+
+
+@pytest.mark.parametrize("name,kw", [("lenet5", {}), ("vgg11", dict(width=1 / 16)),
+                                     ("allcnn_c", dict(width=0.05, head="spp"))])
+def test_reset_classifier_changes_the_number_of_classes(name, kw):
+    model = abstract(name, num_classes=10, input_size=32, **kw)
+    before = param_count(model)
+    model.reset_classifier(3)
+    x = jax.ShapeDtypeStruct((2, 32, 32, 1 if "lenet" in name else 3), jnp.float32)
+    assert nnx.eval_shape(lambda m, x: m(x), model, x).shape == (2, 3)
+    assert model.pretrained_cfg["num_classes"] == 3
+    assert param_count(model) < before
+
+
+def test_bfloat16_computes_in_bfloat16_with_float32_parameters():
+    model = abstract("resnet20", width=0.25, dtype=jnp.bfloat16)
+    params = jax.tree.leaves(nnx.state(model, nnx.Param))
+    assert {v.dtype for v in params} == {np.dtype(np.float32)}
+    out = nnx.eval_shape(lambda m, x: m(x), model, jax.ShapeDtypeStruct((1, 32, 32, 3),
+                                                                         jnp.float32))
+    assert out.dtype == jnp.bfloat16
+
+
+def test_symbolic_batch_dim_is_accepted():
+    model = abstract("lenet5")
+    (b,) = jax.export.symbolic_shape("b")
+    out = nnx.eval_shape(lambda m, x: m(x), model, jax.ShapeDtypeStruct((b, 32, 32, 1),
+                                                                         jnp.float32))
+    assert out.shape == (b, 10)
+
+
+# --- Concrete models: split/merge, jit, grad, modes, seeds ------------------------------------
+# Flax's initialisers and the first eager call compile op by op (seconds here), so concrete
+# models are built abstractly and given host-drawn values, and computation runs under jit.
+
+def concrete(model: nnx.Module, seed: int = 0) -> nnx.Module:
+    """The abstract `model` with host-drawn parameters and real RNG streams."""
+    state = nnx.state(model)
+    rng = np.random.default_rng(seed)
+    flat = dict(nnx.to_flat_state(state))
+    for i, variable in enumerate(flat.values()):
+        s = variable.get_value()
+        if isinstance(variable, nnx.RngKey):
+            variable.set_value(jax.random.key(seed + i))
+        elif isinstance(variable, nnx.RngCount):
+            variable.set_value(jnp.zeros(s.shape, s.dtype))
+        else:
+            variable.set_value(jnp.asarray(0.3 * rng.normal(size=s.shape), s.dtype))
+    nnx.update(model, nnx.from_flat_state(flat))
+    return model
+
+
+def small_lenet(**kw) -> zoo.ZooModel:
+    return concrete(abstract("lenet5", num_classes=3, width=0.5, **kw))
+
+
+def test_split_merge_jit_and_grad_over_the_param_state():
+    model = small_lenet()
+    x = jnp.asarray(X32[..., :1])
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    merged = nnx.merge(graphdef, params, rest)
+    assert jax.tree.all(jax.tree.map(jnp.array_equal, nnx.state(merged), nnx.state(model)))
+
+    @jax.jit
+    def loss_and_grad(params, rest, x):
+        def loss(p):
+            return jnp.mean(nnx.merge(graphdef, p, rest)(x) ** 2)
+
+        return jax.value_and_grad(loss)(params)
+
+    value, grads = loss_and_grad(params, rest, x)
+    assert np.isfinite(value) and value > 0
+    assert jax.tree.structure(grads) == jax.tree.structure(params)
+    assert all(bool(jnp.any(g != 0)) for g in jax.tree.leaves(grads))
+
+
+def test_same_seed_same_model_and_another_seed_another():
+    # rngs=None is nnx.Rngs(0), i.e. the key of seed 0.
+    @jax.jit
+    def params(key):
+        model = zoo.create("lenet5", num_classes=3, width=0.5, rngs=nnx.Rngs(key))
+        return nnx.state(model, nnx.Param)
+
+    a, b, c = (params(jax.random.key(seed)) for seed in (0, 0, 1))
+    assert jax.tree.all(jax.tree.map(jnp.array_equal, a, b))
+    assert not np.array_equal(a["C1"]["kernel"].get_value(), c["C1"]["kernel"].get_value())
+
+
+@pytest.mark.parametrize("downsample", ["stochastic", "fractional", "mixed_random"])
+def test_random_downsamples_follow_the_mode(downsample):
+    model = small_lenet(downsample=downsample, head="avg")
+    graphdef, state = nnx.split(model)
+    x = jnp.asarray(np.abs(X32[..., :1]))
+
+    @jax.jit
+    def calls(state):
+        m = nnx.merge(graphdef, state)
+        evals = m(x), m(x), m(x, train=False)  # created in evaluation mode
+        trains = m(x, train=True), m(x, train=True)
+        m.train()
+        trains += m(x), m(x)
+        m.eval()
+        return evals, trains
+
+    evals, trains = calls(state)
+    assert all(np.array_equal(evals[0], e) for e in evals[1:])
+    assert not any(np.array_equal(a, b) for i, a in enumerate(trains) for b in trains[i + 1:])
+
+
+# --- Bad input ------------------------------------------------------------------------------
+
+def test_channels_first_input_is_rejected_naming_the_layout():
+    model = abstract("resnet20", width=0.25)
+    with pytest.raises(ValueError, match=r"channels-last \(N, H, W, C\) with C=3.*"
+                                         r"\(2, 3, 32, 32\).*channels-first"):
+        model(jnp.zeros((2, 3, 32, 32)))
+
+
+def test_too_small_input_names_the_minimum_size():
+    model = abstract("vgg11", width=1 / 16)
+    with pytest.raises(ValueError, match="minimum is 32"):
+        model(jnp.zeros((1, 31, 40, 3)))
+    with pytest.raises(ValueError, match="minimum is 9"):
+        abstract("allcnn_c", width=0.1)(jnp.zeros((1, 8, 8, 3)))
+
+
+def test_flatten_head_at_another_size_names_its_input_size():
+    model = abstract("lenet5", input_size=32)
+    with pytest.raises(ValueError, match=r"input_size=\(32, 32\)"):
+        model(jnp.zeros((1, 28, 28, 1)))
+    same_map = jax.ShapeDtypeStruct((1, 33, 33, 1), jnp.float32)  # the same 5x5 final map
+    assert nnx.eval_shape(lambda m, x: m(x), model, same_map).shape == (1, 10)
+
+
+def test_unknown_names_list_the_choices_with_the_closest():
+    with pytest.raises(ValueError, match="did you mean 'resnet50'"):
+        zoo.create("resnet-50", num_classes=10)
+    with pytest.raises(ValueError, match="did you mean 'max_blur'.*Choices"):
+        zoo.create("lenet5", num_classes=10, downsample="maxblur")
+    with pytest.raises(ValueError, match="did you mean 'catavgmax'"):
+        zoo.create("lenet5", num_classes=10, head="cat_avgmax")
+    with pytest.raises(TypeError, match="did you mean 'width'"):
+        zoo.create("lenet5", num_classes=10, widht=2)
+    with pytest.raises(ValueError, match="num_classes"):
+        zoo.create("lenet5", num_classes=0)
+    with pytest.raises(ValueError, match="dtype"):
+        zoo.create("lenet5", num_classes=10, dtype=jnp.int32)

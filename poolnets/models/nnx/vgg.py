@@ -44,7 +44,7 @@ class VGG(ZooModel):
 
     model_name = "vgg"
     classifier_attr = "classifier"
-    classifier_init = dense_init
+    classifier_init = staticmethod(dense_init)
 
     def __init__(self, *, num_classes: int = 1000, rngs: nnx.Rngs, in_channels: int = 3,
                  input_size: Any = None, downsample: str | None = None,
