@@ -122,16 +122,47 @@ def test_options_give_the_linen_parameter_count(name, shape, kw):
     assert out.shape == (1, classes(name)) and out.dtype == jnp.float32
 
 
+@pytest.mark.parametrize("downsample", zoo.downsample_names())
+def test_every_downsample_builds_and_runs_at_its_geometry(downsample):
+    model = abstract("allcnn_c", width=0.05, downsample=downsample)
+    x = jax.ShapeDtypeStruct((2, 32, 32, 3), jnp.float32)
+    maps = nnx.eval_shape(lambda m, x: m.forward_intermediates(x), model, x)
+    fractional = downsample == "fractional"  # sqrt(2) per point: 32 -> 23 -> 17
+    expected = {"none": (32, 32, 30)}.get(downsample, (23, 17, 15) if fractional
+                                          else (16, 8, 6))
+    assert tuple(m.shape[1] for m in maps) == expected
+    assert nnx.eval_shape(lambda m, x: m(x), model, x).shape == (2, 10)
+
+
+def test_a_registered_downsample_is_built_at_every_point(monkeypatch):
+    import poolnets.nnx as pnnx
+    from poolnets.models.nnx import layers
+
+    monkeypatch.setattr(layers, "_DOWNSAMPLE", dict(layers._DOWNSAMPLE))
+    built = []
+
+    @zoo.register_downsample("min_test")
+    def make(point):
+        built.append((point.window, point.stride, point.padding, point.features))
+        return pnnx.MinPool(point.window_shape, point.strides, point.pads)
+
+    assert "min_test" in zoo.downsample_names()
+    abstract("vgg11", width=1 / 16, downsample="min_test")
+    assert built == [(2, 2, 0, c) for c in (4, 8, 16, 32, 32)]
+    with pytest.raises(ValueError, match="already registered"):
+        zoo.register_downsample("min_test", make)
+
+
 # --- Numeric parity with the Linen models -------------------------------------------------
 
 PARITY_CASES = [
-    ("lenet5", (2, 32, 32, 1), dict(width=0.5, downsample="gated", head="gem")),
+    ("lenet5", (2, 32, 32, 1), dict(width=0.5, downsample="gated", head="map")),
     ("lenet5_1998", (2, 32, 32, 1), {}),
     ("resnet20", (2, 16, 16, 3), dict(width=0.25, downsample="mixed", depth=8)),
     ("vgg11_bn", (2, 32, 32, 3), dict(width=1 / 32, hidden=16)),
     ("allcnn_c", (2, 16, 16, 3), dict(width=0.05, head="catavgmax")),
     ("resnet50", (2, 32, 32, 3), dict(width=1 / 16, downsample="avg", downsample_blocks=True,
-                                      head="map", stage_sizes=(1, 1, 1, 1))),
+                                      stage_sizes=(1, 1, 1, 1))),
 ]
 
 
@@ -361,6 +392,15 @@ def test_too_small_input_names_the_minimum_size():
         model(jnp.zeros((1, 31, 40, 3)))
     with pytest.raises(ValueError, match="minimum is 9"):
         abstract("allcnn_c", width=0.1)(jnp.zeros((1, 8, 8, 3)))
+
+
+@pytest.mark.parametrize("downsample,minimum", [("max", 32), ("blur", 17), ("max_blur", 48)])
+def test_minimum_input_size_comes_from_each_layers_own_length_rule(downsample, minimum):
+    # Five stride-2 points: 2x2 windows need 2 per dim before each (32); the blur's reflect
+    # padding needs 2 and gives ceil(n / 2) (17 -> 9 -> 5 -> 3 -> 2 -> 1); max_blur's
+    # stride-1 max must leave 2 (48 -> 24 -> 12 -> 6 -> 3 -> 1, but 47 ends at 2 -> 1 <2).
+    model = abstract("vgg11", width=1 / 16, downsample=downsample)
+    assert model.min_input_size() == minimum
 
 
 def test_flatten_head_at_another_size_names_its_input_size():

@@ -26,7 +26,7 @@ from poolnets.nnx._base import Random
 
 Op = Any  # an nnx.Module or a plain function of one array
 PROBE = 1 << 10  # input length per dim at which feature reductions are measured
-LARGEST = 1 << 14  # minimum-size searches give up beyond this length
+LARGEST = 1 << 12  # minimum-size searches give up beyond this length
 FLOAT_DTYPES = ("float32", "bfloat16", "float16", "float64")
 
 
