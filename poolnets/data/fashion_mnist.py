@@ -50,7 +50,7 @@ FILES = {  # split -> (images, labels), the names Zalando publishes (without .gz
 DEBIAN_DIR = "/usr/share/datasets/fashion-mnist"
 DIR_ENV = "POOLNETS_FASHION_MNIST_DIR"
 INSTALL_HINT = (
-    f"install Debian/Ubuntu's package (`apt-get install dataset-fashion-mnist`, files in "
+    f"install the Debian/Ubuntu package (`apt-get install dataset-fashion-mnist`, files in "
     f"{DEBIAN_DIR}), or download the four files from "
     f"https://github.com/zalandoresearch/fashion-mnist into a directory and set ${DIR_ENV} "
     f"to it")
