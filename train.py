@@ -17,14 +17,13 @@ $JAX_NUM_PROCESSES, $JAX_PROCESS_ID) and start the same command once per process
 
 import ast
 import glob
-import importlib.util
 import os
 import sys
 import textwrap
 import time
 
 from absl import app, flags, logging
-from ml_collections import ConfigDict, config_flags
+from ml_collections import ConfigDict
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_CONFIG = os.path.join(HERE, "configs", "default.py")
@@ -46,6 +45,7 @@ def usage() -> str:
         width = max(len(left) for left, _ in pairs) + 2
         indent = " " * (width + 2)
         return [textwrap.fill(right, 100, initial_indent="  " + left.ljust(width),
+                              break_on_hyphens=False,  # "Fashion-MNIST" stays one word
                               subsequent_indent=indent) for left, right in pairs]
 
     configs = []
@@ -71,62 +71,27 @@ def usage() -> str:
     ])
 
 
-def config_path(argv: list[str]) -> str:
-    """The --config file named in argv (without a `:arguments` suffix), else the default."""
-    path = DEFAULT_CONFIG
-    for i, arg in enumerate(argv):
-        if arg.startswith(("--config=", "-config=")):
-            path = arg.split("=", 1)[1]
-        elif arg in ("--config", "-config") and i + 1 < len(argv):
-            path = argv[i + 1]
-    return path.split(":", 1)[0]
-
-
-def check_overrides(argv: list[str], config: ConfigDict, path: str) -> None:
-    """Every --config.<a.b.c>=... must name an existing field."""
-    for arg in argv:
-        if not arg.startswith("--config."):
-            continue
-        node, prefix = config, ""
-        for part in arg[len("--config."):].split("=", 1)[0].split("."):
-            if not isinstance(node, ConfigDict) or part not in node:
-                fields = ", ".join(sorted(prefix + k for k in node)) if isinstance(
-                    node, ConfigDict) else "(none: not a group)"
-                fail(f"unknown config field {prefix + part!r} in {path}; choices: {fields}")
-            node, prefix = node[part], f"{prefix}{part}."
-
-
-def one_line(error: Exception) -> str:
-    text = str(error).strip()
-    return text.splitlines()[-1] if text else repr(error)
-
-
 def define_flags(argv: list[str]) -> None:
-    """Checks the config file and the override names, then defines the flags.
+    """Loads the config file, checks the override names (one line, exit 2, before JAX is
+    imported), then defines the flags (poolnets/training/cli.py)."""
+    from poolnets.training import cli
 
-    config_flags reads sys.argv's --config.* overrides when the flag is defined, so the
-    checks run first: a bad name fails here with one line instead of a traceback.
-    """
-    path = config_path(argv)
-    if not os.path.isfile(path):
-        choices = ", ".join(sorted(os.path.relpath(p) for p in glob.glob(f"{HERE}/configs/*.py")))
-        fail(f"config file {path!r} not found; choices: {choices}")
+    choices = sorted(os.path.relpath(p) for p in glob.glob(f"{HERE}/configs/*.py"))
     try:
-        spec = importlib.util.spec_from_file_location("train_config", path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        check_overrides(argv, module.get_config(), path)
-        config_flags.DEFINE_config_file("config", DEFAULT_CONFIG, "Training config file.")
-    except Exception as e:  # noqa: BLE001 -- a config that does not load is bad input
-        fail(f"config file {path!r}: {one_line(e)}")
+        cli.define_config(argv, default=DEFAULT_CONFIG, choices=choices,
+                          flag_values=flags.FLAGS, help_string="Training config file.")
+    except cli.UsageError as e:
+        fail(e)
     flags.DEFINE_string("workdir", None, "Output directory (default runs/<config>-<time>).")
 
 
 def parse_flags(argv: list[str]) -> list[str]:
+    from poolnets.training import cli
+
     try:
-        return flags.FLAGS(argv)
-    except Exception as e:  # noqa: BLE001 -- any parse failure is bad input: one line, exit 2
-        fail(one_line(e))
+        return cli.parse(flags.FLAGS, argv)
+    except cli.UsageError as e:
+        fail(e)
 
 
 def main(argv: list[str]) -> None:
@@ -142,9 +107,10 @@ def main(argv: list[str]) -> None:
         WriteError,
         train_and_evaluate,
     )
+    from poolnets.training.cli import config_path
     from poolnets.training.setup import initialize_distributed
 
-    name = os.path.splitext(os.path.basename(config_path(sys.argv)))[0]
+    name = os.path.splitext(os.path.basename(config_path(sys.argv, DEFAULT_CONFIG)))[0]
     stamp = time.strftime("%Y%m%d-%H%M%S")
     workdir = flags.FLAGS.workdir or os.path.join("runs", f"{name}-{stamp}")
     try:

@@ -123,21 +123,18 @@ def check_train(args: list[str], where: str) -> None:
 
 
 def check_report(args: list[str], where: str) -> None:
-    from poolnets.report import config as cfg
+    """poolnets.report's flags, parsed and checked as the command does (config files are
+    read relative to the repository)."""
+    from poolnets.report.__main__ import parse_args
 
-    path, sets, i = None, [], 0
+    args, i = list(args), 0
     while i < len(args):
         flag, value, i = _option(args, i)
         if flag == "--config":
-            path = value
-            assert (ROOT / path).is_file(), f"{where}: no report config {path}"
-        elif flag == "--set":
-            sets.append(value)
-        else:
-            assert flag in ("--out", "--no-progress", "--render-only"), (
-                f"{where}: poolnets.report has no flag {flag!r}")
+            assert (ROOT / value).is_file(), f"{where}: no report config {value}"
+            args[args.index(value)] = str(ROOT / value)
     try:
-        cfg.apply_overrides(cfg.load_config(str(ROOT / path) if path else None), sets)
+        parse_args(args)
     except ValueError as e:
         raise AssertionError(f"{where}: {e}") from None
 
@@ -242,7 +239,8 @@ def test_the_command_check_catches_mistakes():
             ("python train.py --config configs/nope.py", "does not exist"),
             ("python train.py --steps 3", "no flag '--steps'"),
             ("make train ARGS='--config.num_epoch=3'", "no config field 'num_epoch'"),
-            ("python -m poolnets.report --set max_minute=40", "unknown field 'max_minute'"),
+            ("python -m poolnets.report --config.max_minute=40",
+             "unknown config field 'max_minute'"),
             ("python bench/pooling.py --repeat 15", "no flag --repeat"),
             ("make tests", "no make target tests")):
         with pytest.raises(AssertionError, match=re.escape(error)):

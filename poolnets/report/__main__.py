@@ -1,16 +1,22 @@
-"""`python -m poolnets.report [--config FILE] [--set field=value ...] [--out DIR]`
+"""`python -m poolnets.report [--config FILE] [--config.<field>=<value> ...] [--out DIR]`
 
-Runs the sweep of `poolnets.report.config` (default: LeNet-5 on the bundled digits, every
-downsample x {flatten, avg} head, 3 seeds), then writes DIR/README.md, DIR/results.json and
-the PNG figures (default DIR: report/). Progress goes to stderr as a tqdm bar.
+Runs a sweep (default: poolnets/report/configs/default.py, LeNet-5 on the bundled digits,
+every downsample x {flatten, avg} head, 3 seeds), then writes DIR/README.md,
+DIR/results.json, DIR/arrays.npz and the PNG figures (default DIR: report/). A sweep file's
+`get_config()` returns any fields of `poolnets.report.config.default_config()`; any field
+can be overridden with `--config.<field>=<value>`, as in train.py. Other flags:
+`--render-only` (README and figures again from DIR's results, no training),
+`--no-progress` (no tqdm bar on stderr). Bad input prints one line naming the value and the
+choices, exit status 2.
 """
 
 from __future__ import annotations
 
-import argparse
+import glob
 import json
 import os
 import platform
+import shlex
 import sys
 import time
 from typing import Any
@@ -99,51 +105,66 @@ def render(out: str) -> int:
     return 0
 
 
+def parse_args(argv: list[str]) -> tuple[Any, Any]:
+    """(sweep config, the other flags) from argv (without the program name); raises
+    poolnets.training.cli.UsageError or ConfigError, both one line."""
+    from absl import flags
+
+    from poolnets.report.config import check_sweep, default_config
+    from poolnets.training import cli
+
+    here = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
+    root = os.path.dirname(os.path.dirname(os.path.dirname(here)))  # above poolnets/
+    argv = ["python -m poolnets.report", *argv]
+    values = flags.FlagValues()
+    cli.define_config(argv, default=os.path.join(here, "default.py"), base=default_config,
+                      choices=sorted(os.path.relpath(p, root) for p in glob.glob(f"{here}/*.py")),
+                      flag_values=values, help_string="Sweep config file.")
+    flags.DEFINE_string("out", "report", "Output directory.", flag_values=values)
+    flags.DEFINE_boolean("no-progress", False, "Hide the progress bar.", flag_values=values)
+    flags.DEFINE_boolean("render-only", False, "Rewrite README.md and the figures from "
+                         "DIR/results.json (and DIR/arrays.npz) of an earlier run.",
+                         flag_values=values)
+    rest = cli.parse(values, argv)
+    if len(rest) > 1:
+        raise cli.UsageError(f"unexpected arguments {rest[1:]}; use --config.<field>=<value>")
+    if not values["render-only"].value:
+        check_sweep(values.config)
+    return values.config, values
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m poolnets.report", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default=None, help="Python file with get_config()")
-    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                        help="override one config field (Python literal), repeatable")
-    parser.add_argument("--out", default="report", help="output directory (default: report)")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    parser.add_argument("--render-only", action="store_true",
-                        help="rewrite README.md and figures from DIR/results.json (and "
-                             "DIR/arrays.npz if present) of an earlier run, without measuring")
-    args = parser.parse_args(argv)
-    if args.render_only:
-        return render(args.out)
-
-    from poolnets.report import config as cfg
-
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if any(arg in ("-h", "--help", "-help") for arg in argv):
+        print(__doc__.strip())
+        return 0
     try:
-        config = cfg.load_config(args.config)
-        cfg.apply_overrides(config, args.set)
-        cfg.resolve_downsamples(config)
-    except ValueError as e:
+        config, args = parse_args(argv)
+    except ValueError as e:  # UsageError, ConfigError: one line
         print(f"poolnets.report: error: {e}", file=sys.stderr)
         return 2
+    out = args.out
+    if args["render-only"].value:
+        return render(out)
     start_info = machine()
     t0 = time.perf_counter()
     from poolnets.report.run import run_sweep
 
-    results, arrays, skipped = run_sweep(config, show_progress=not args.no_progress)
+    results, arrays, skipped = run_sweep(config, show_progress=not args["no-progress"].value)
     wall = time.perf_counter() - t0
-    command = "python -m poolnets.report" + "".join(
-        f" --config {args.config}" if args.config else "") + "".join(
-        f" --set {s}" for s in args.set) + (f" --out {args.out}" if args.out != "report" else "")
+    command = " ".join(["python -m poolnets.report", *map(shlex.quote, argv)])
     meta = {"command": command, "machine": start_info, "wall_s": round(wall, 1),
             "code": code_version(),
             "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
             "config": config.to_dict(), "skipped": skipped}
-    os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "results.json"), "w") as f:
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "results.json"), "w") as f:
         json.dump({"meta": meta, "results": results}, f, indent=1, default=list)
-    np.savez_compressed(os.path.join(args.out, "arrays.npz"), **{
+    np.savez_compressed(os.path.join(out, "arrays.npz"), **{
         f"{name}|{key}": value.astype(np.float32)
         for name, per in arrays.items() for key, value in per.items()})
-    _write(results, arrays, meta, config, args.out)
-    print(f"report written to {os.path.join(args.out, 'README.md')} in {wall:.0f} s "
+    _write(results, arrays, meta, config, out)
+    print(f"report written to {os.path.join(out, 'README.md')} in {wall:.0f} s "
           f"({len(results)} variants, {len(skipped)} not run)")
     return 0
 

@@ -1,19 +1,52 @@
-"""The report's sweep configuration: defaults, loading a `--config` file, overrides.
+"""The report's sweep configuration: its fields and defaults, and their checks.
 
-A config file is a Python file with `get_config() -> ml_collections.ConfigDict` holding any
-of the fields of `default_config()`; missing fields keep their defaults.
+A sweep config file is a Python file with `get_config() -> ml_collections.ConfigDict`
+holding any of the fields of `default_config()` (missing fields keep their defaults);
+`python -m poolnets.report --config FILE --config.<field>=<value>` loads it and applies the
+overrides as train.py does (poolnets/training/cli.py), then `check_sweep` checks it.
 """
 
 from __future__ import annotations
 
-import ast
-import importlib.util
-import os
-
 import ml_collections
+
+from poolnets.training.config import ConfigError, Range
 
 # The downsampling choices the issue names first; the sweep runs them before the others.
 CORE_DOWNSAMPLES = ("max", "avg", "lp", "strided_conv", "none", "blur", "stochastic")
+SEED_PARALLEL = ("loop", "vmap")  # how poolnets.analysis.fit runs a variant's seeds
+
+_COUNT = Range(1, integer=True)
+_COUNTS = Range(1, integer=True, sequence=True)
+_PIXELS = Range(0, integer=True)
+# Every numeric field of `default_config()` and the values it accepts (checked by
+# `check_sweep`; tests/report check no numeric field is missing).
+SWEEP_NUMBERS: dict[str, Range] = {
+    # >= 0 for numpy's default_rng (batch order), < 2**63 for jax.random.key
+    "seeds": Range(0, 2**63, integer=True, sequence=True, text="an integer in [0, 2**63)"),
+    "num_epochs": _COUNT,
+    "num_steps": Range(1, integer=True, optional=True),
+    "batch_size": _COUNT,
+    "learning_rate": Range(0, low_open=True),
+    "weight_decay": Range(0),
+    "max_shift_train": _PIXELS,
+    "augment_shifts": _COUNTS,
+    "texture_epochs": Range(0, integer=True),
+    "shifts": Range(0, integer=True, sequence=True),
+    "consistency_max_shift": _PIXELS,
+    "consistency_draws": _COUNT,
+    "gaussian_sigmas": Range(0, sequence=True),
+    "salt_pepper": Range(0, 1, high_open=False, sequence=True),
+    "rotations": Range(-360, 360, high_open=False, sequence=True),
+    "scalings": Range(0, low_open=True, sequence=True),
+    "stages": _COUNTS,
+    "stage_channels": _COUNTS,
+    "erf_images": _COUNT,
+    "gradcam_images": _COUNT,
+    "chunk": _COUNT,
+    "workers": _COUNT,
+    "max_minutes": Range(0, low_open=True),
+}
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -79,46 +112,46 @@ def default_config() -> ml_collections.ConfigDict:
     return c
 
 
-def load_config(path: str | None) -> ml_collections.ConfigDict:
-    """The defaults updated with `get_config()` of the file at `path` (None: defaults)."""
-    config = default_config()
-    if path is None:
-        return config
-    if not os.path.isfile(path):
-        raise ValueError(f"--config {path!r}: no such file")
-    spec = importlib.util.spec_from_file_location("report_config", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    loaded = module.get_config()
-    unknown = sorted(set(loaded) - set(config))
-    if unknown:
-        raise ValueError(f"--config {path!r}: unknown fields {unknown}; fields: {sorted(config)}")
-    config.update(loaded)
-    return config
+def _names(config: ml_collections.ConfigDict, field: str) -> list[str]:
+    value = config[field]
+    return [value] if isinstance(value, str) else list(value)
 
 
-def apply_overrides(config: ml_collections.ConfigDict, overrides: list[str]) -> None:
-    """`field=value` strings; value is a Python literal (seeds=(0,1), num_epochs=3) or a bare
-    word, kept as a string; a single value for a tuple field becomes a 1-tuple (heads=avg)."""
-    for item in overrides:
-        if "=" not in item:
-            raise ValueError(f"--set {item!r}: expected field=value")
-        field, text = item.split("=", 1)
-        if field not in config:
-            raise ValueError(f"--set {item!r}: unknown field {field!r}; fields: {sorted(config)}")
-        try:
-            value = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
-            value = text
-        current = config[field]
-        if isinstance(current, tuple) and not isinstance(value, tuple | list):
-            value = (value,)
-        elif isinstance(current, float) and isinstance(value, int):
-            value = float(value)
-        try:
-            config[field] = tuple(value) if isinstance(value, list) else value
-        except TypeError as e:
-            raise ValueError(f"--set {item!r}: {e}") from None
+def _check_names(config: ml_collections.ConfigDict, field: str, valid: list[str]) -> None:
+    bad = [n for n in _names(config, field) if n not in valid]
+    if bad:
+        raise ConfigError(f"config.{field}={config[field]!r}: {bad[0]!r} is not valid; "
+                          f"choices: {', '.join(valid)}")
+
+
+def check_sweep(config: ml_collections.ConfigDict) -> None:
+    """Every field of a sweep config against its choices or range, before anything runs;
+    raises ConfigError (a ValueError), one line naming the field, the value and the choices,
+    as `poolnets.training.config.check_config` does for train.py."""
+    from poolnets.data import dataset_names
+    from poolnets.models import list_models
+    from poolnets.nn import downsample_names, head_names
+    from poolnets.training.config import check_choice, check_numbers
+    from poolnets.training.optim import OPTIMIZERS
+
+    check_numbers(config, SWEEP_NUMBERS)
+    check_choice("model", config.model, list_models())
+    check_choice("dataset", config.dataset, dataset_names())
+    if config.texture_dataset:
+        check_choice("texture_dataset", config.texture_dataset, dataset_names())
+    check_choice("optimizer", config.optimizer, OPTIMIZERS)
+    check_choice("seed_parallel", config.seed_parallel, SEED_PARALLEL)
+    resolve_downsamples(config)
+    for field in ("augment_downsamples", "texture_downsamples"):
+        _check_names(config, field, downsample_names())
+    for field in ("heads", "texture_heads"):
+        _check_names(config, field, head_names())
+    for pair in config.head_epochs:
+        if (not isinstance(pair, tuple | list) or len(pair) != 2 or pair[0] not in head_names()
+                or not SWEEP_NUMBERS["num_epochs"].accepts(pair[1])):
+            raise ConfigError(f"config.head_epochs={config.head_epochs!r}: {pair!r} is not a "
+                              "(head, epochs) pair; choices: a head of poolnets.nn.head_names() "
+                              "and an integer >= 1")
 
 
 def resolve_downsamples(config: ml_collections.ConfigDict) -> list[str]:
@@ -131,7 +164,5 @@ def resolve_downsamples(config: ml_collections.ConfigDict) -> list[str]:
     if chosen == ["all"]:
         return [n for n in CORE_DOWNSAMPLES if n in names] + [
             n for n in names if n not in CORE_DOWNSAMPLES]
-    bad = [n for n in chosen if n not in names]
-    if bad:
-        raise ValueError(f"downsamples: unknown {bad}; choices: {names}")
+    _check_names(config, "downsamples", names)
     return chosen

@@ -25,7 +25,7 @@ MODEL_OPTIONS = ("downsample", "head", "width", "spatial_dims", "downsample_bloc
 
 
 __all__ = ["MODEL_OPTIONS", "NUMBERS", "ConfigError", "Plan", "Range", "base_config",
-           "check_config", "check_numbers", "model_options"]
+           "check_choice", "check_config", "check_numbers", "model_options"]
 
 
 class ConfigError(ValueError):
@@ -42,7 +42,8 @@ class Plan:
     spec: DatasetSpec
 
 
-def _choice(field: str, value: Any, choices: list[str] | tuple[str, ...]) -> None:
+def check_choice(field: str, value: Any, choices: list[str] | tuple[str, ...]) -> None:
+    """ConfigError naming config.`field`, `value` and the choices unless value is one."""
     if value not in choices:
         raise ConfigError(f"config.{field}={value!r} is not valid; choices: {', '.join(choices)}")
 
@@ -131,10 +132,10 @@ def _field(config: Any, dotted: str) -> Any:
     return config
 
 
-def check_numbers(config: Any) -> None:
-    """Every field of `NUMBERS` finite and in its range; raises ConfigError naming the first
-    that is not."""
-    for field, valid in NUMBERS.items():
+def check_numbers(config: Any, table: dict[str, Range] | None = None) -> None:
+    """Every field of `table` (default `NUMBERS`) finite and in its range; raises ConfigError
+    naming the first that is not."""
+    for field, valid in (NUMBERS if table is None else table).items():
         value = _field(config, field)
         if value is None and valid.optional:
             continue
@@ -163,14 +164,14 @@ def model_options(config: Any) -> dict[str, Any]:
 def check_model(config: Any) -> None:
     """Model name, the downsample/head overrides against the registries, and every other
     config.model option against the fields of the named model."""
-    _choice("model.name", config.model.name, model_choices())
+    check_choice("model.name", config.model.name, model_choices())
     from poolnets import models
     from poolnets import nn as pnn
 
     for field, registry in (("downsample", "downsample_names"), ("head", "head_names")):
         names = getattr(pnn, registry, None)
         if config.model[field] is not None and names is not None:
-            _choice(f"model.{field}", config.model[field], names())
+            check_choice(f"model.{field}", config.model[field], names())
     for field, value in model_options(config).items():
         if field in ("downsample", "head"):
             continue
@@ -194,8 +195,8 @@ def _takes(name: str, field: str, value: Any) -> bool:
 
 
 def _check_optimizer(config: Any) -> None:
-    _choice("optimizer", config.optimizer, OPTIMIZERS)
-    _choice("schedule", config.schedule, SCHEDULES)
+    check_choice("optimizer", config.optimizer, OPTIMIZERS)
+    check_choice("schedule", config.schedule, SCHEDULES)
     if config.schedule == "step" and not config.lr_decay_epochs:
         raise ConfigError(
             f"config.lr_decay_epochs={config.lr_decay_epochs!r} must be a non-empty tuple of "
@@ -213,7 +214,7 @@ def check_config(config: Any, *, num_devices: int, check_model_name: bool = True
     if check_model_name:
         check_model(config)
     _check_optimizer(config)
-    _choice("dtype", config.dtype, DTYPES)
+    check_choice("dtype", config.dtype, DTYPES)
     for field in ("batch_size", "eval_batch_size"):
         if config[field] % num_devices:
             raise ConfigError(

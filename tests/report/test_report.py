@@ -7,18 +7,61 @@ import re
 
 import pytest
 
-from poolnets.report.__main__ import main
-from poolnets.report.config import default_config, resolve_downsamples
+from poolnets.report.__main__ import main, parse_args
+from poolnets.report.config import (
+    SWEEP_NUMBERS,
+    check_sweep,
+    default_config,
+    resolve_downsamples,
+)
 from poolnets.report.results import compare
 
 
-def test_bad_arguments_exit_2(capsys, tmp_path):
-    assert main(["--set", "nonsense=1", "--out", str(tmp_path)]) == 2
-    assert "unknown field 'nonsense'" in capsys.readouterr().err
-    assert main(["--set", "downsamples=(\"maxx\",)", "--out", str(tmp_path)]) == 2
-    assert "maxx" in capsys.readouterr().err
-    assert main(["--config", str(tmp_path / "missing.py")]) == 2
-    assert not os.path.exists(tmp_path / "README.md")
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--config.nonsense=1"], "unknown config field 'nonsense' in "),
+        (["--config.downsamples=maxx"],
+         "config.downsamples=('maxx',): 'maxx' is not valid; choices: avg, blur, "),
+        (["--config.seeds=-1"], "config.seeds=(-1,) must be a tuple of integers in [0, 2**63)"),
+        (["--config.learning_rate=nan"], "config.learning_rate=nan must be a finite number > 0"),
+        (["--config.seed_parallel=pmap"], "config.seed_parallel='pmap' is not valid; "
+                                          "choices: loop, vmap"),
+        (["--config.num_steps=x"], "flag --config.num_steps=x: "),
+        (["--config", "missing.py"], "config file 'missing.py' not found; choices: "
+                                     "poolnets/report/configs/default.py, "),
+        (["--set", "seeds=0"], "Unknown command line flag 'set'"),
+        (["positional"], "unexpected arguments ['positional']"),
+    ],
+)
+def test_bad_arguments_exit_2_with_one_line(capsys, tmp_path, args, message):
+    assert main([*args, "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"poolnets.report: error: {message}") and err.count("\n") == 1, err
+    assert os.listdir(tmp_path) == []
+
+
+def test_sweep_file_and_overrides_as_train_py(tmp_path):
+    """A sweep file returns only the fields it changes; --config.<field> overrides either."""
+    sweep = tmp_path / "sweep.py"
+    sweep.write_text("import ml_collections\n\ndef get_config():\n"
+                     "    return ml_collections.ConfigDict({'num_epochs': 2, 'heads': ('avg',)})\n")
+    config, flags = parse_args(["--config", str(sweep), "--config.seeds=0,1",
+                                "--config.downsamples=('max', 'avg')", "--out", "x"])
+    assert (config.num_epochs, config.heads, config.seeds) == (2, ("avg",), (0, 1))
+    assert config.downsamples == ("max", "avg") and flags.out == "x"
+    assert config.batch_size == default_config().batch_size  # not in the file: the default
+    config, _ = parse_args(["--config.heads=flatten", "--config.max_minutes=40"])
+    assert config.heads == ("flatten",) and config.max_minutes == 40.0
+
+
+def test_every_numeric_sweep_field_has_a_range():
+    config = default_config()
+    numeric = {k for k, v in config.items() if not isinstance(v, str) and (
+        isinstance(v, int | float) and not isinstance(v, bool)
+        or isinstance(v, tuple) and v and all(isinstance(x, int | float) for x in v))}
+    assert numeric - {"head_epochs"} <= set(SWEEP_NUMBERS), numeric - set(SWEEP_NUMBERS)
+    check_sweep(config)
 
 
 def test_default_sweep_covers_every_downsample():
@@ -48,15 +91,15 @@ def test_compare_needs_two_standard_errors():
 def test_tiny_sweep_end_to_end(tmp_path):
     out = tmp_path / "report"
     args = ["--out", str(out), "--no-progress",
-            "--set", f"data_dir={tmp_path / 'data'!s}",
-            "--set", "downsamples=('max', 'none')", "--set", "heads=flatten",
-            "--set", "seeds=(0,)", "--set", "num_steps=4", "--set", "stages=()",
-            "--set", "shifts=(0, 4)", "--set", "consistency_draws=1",
-            "--set", "gaussian_sigmas=(0.0, 0.3)", "--set", "salt_pepper=(0.0, 0.1)",
-            "--set", "rotations=(0.0, 20.0)", "--set", "scalings=(0.8, 1.0)",
-            "--set", "erf_images=4", "--set", "gradcam_images=2",
-            "--set", "augment_downsamples=('max',)", "--set", "augment_shifts=(3,)",
-            "--set", "texture_downsamples=('max', 'avg')", "--set", "workers=2"]
+            f"--config.data_dir={tmp_path / 'data'!s}",
+            "--config.downsamples=('max', 'none')", "--config.heads=flatten",
+            "--config.seeds=0", "--config.num_steps=4", "--config.stages=()",
+            "--config.shifts=(0, 4)", "--config.consistency_draws=1",
+            "--config.gaussian_sigmas=(0.0, 0.3)", "--config.salt_pepper=(0.0, 0.1)",
+            "--config.rotations=(0.0, 20.0)", "--config.scalings=(0.8, 1.0)",
+            "--config.erf_images=4", "--config.gradcam_images=2",
+            "--config.augment_downsamples=max", "--config.augment_shifts=3",
+            "--config.texture_downsamples=('max', 'avg')", "--config.workers=2"]
     assert main(args) == 0
     results = json.load(open(out / "results.json"))
     names = [r["name"] for r in results["results"]]

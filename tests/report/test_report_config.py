@@ -17,15 +17,15 @@ def test_resnet20_cifar10_config_end_to_end(tmp_path):
     tfds = pytest.importorskip("tensorflow_datasets")
     out = tmp_path / "report"
     args = ["--config", CONFIG, "--out", str(out), "--no-progress",
-            "--set", f"data_dir={tmp_path / 'data'!s}",
-            "--set", "downsamples=('max', 'avg')", "--set", "seeds=(0,)",
-            "--set", "num_steps=2", "--set", "batch_size=8", "--set", "workers=1",
-            "--set", "seed_parallel=loop", "--set", "augment_shifts=()",
-            "--set", "texture_dataset=", "--set", "shifts=(0, 4)",
-            "--set", "consistency_draws=1", "--set", "gaussian_sigmas=(0.0, 0.3)",
-            "--set", "salt_pepper=(0.0, 0.1)", "--set", "rotations=(0.0, 20.0)",
-            "--set", "scalings=(1.0,)", "--set", "erf_images=2", "--set", "gradcam_images=2",
-            "--set", "chunk=16"]
+            f"--config.data_dir={tmp_path / 'data'!s}",
+            "--config.downsamples=('max', 'avg')", "--config.seeds=0",
+            "--config.num_steps=2", "--config.batch_size=8", "--config.workers=1",
+            "--config.seed_parallel=loop", "--config.augment_shifts=()",
+            "--config.texture_dataset=", "--config.shifts=(0, 4)",
+            "--config.consistency_draws=1", "--config.gaussian_sigmas=(0.0, 0.3)",
+            "--config.salt_pepper=(0.0, 0.1)", "--config.rotations=(0.0, 20.0)",
+            "--config.scalings=1.0", "--config.erf_images=2", "--config.gradcam_images=2",
+            "--config.chunk=16"]
     with tfds.testing.mock_data(num_examples=16):
         assert main(args) == 0
     results = json.load(open(out / "results.json"))

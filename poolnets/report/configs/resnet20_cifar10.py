@@ -3,7 +3,7 @@
 Prepare CIFAR-10 once as array_record (see poolnets.data.sources), then on a GPU/TPU host:
 
     python -m poolnets.report --config poolnets/report/configs/resnet20_cifar10.py \
-        --out report_resnet20_cifar10 --set data_dir=/path/to/tensorflow_datasets
+        --out report_resnet20_cifar10 --config.data_dir=/path/to/tensorflow_datasets
 
 Every downsample choice replaces the two stride-2 convolutions that open stages 2 and 3
 (`poolnets.models.cifar_resnet`); the head is the published global average. Seeds are
