@@ -1,7 +1,8 @@
 """Images/s of the input pipeline alone (no train step), to compare with
 bench/train_throughput.py. A benchmark, not a test.
 
-    python bench/input_pipeline.py [--data_dir DIR] [--workers 0 1 2 4] [--jpegs 640]
+    python bench/input_pipeline.py [--data_dir DIR] [--workers 0 1 2 4] [--jpegs 320]
+                                   [--epochs 4]
 
 Every row goes through the training loop's path: `poolnets.data.train_batches` (Grain), its
 batches placed on the device mesh (put_batch) in Grain's prefetch thread, 2 ahead.
@@ -10,7 +11,7 @@ in this process. ImageNet-style streaming: records are JPEG bytes decoded with P
 NumPy decoding path also decodes with PIL-class codecs; here the JPEGs are generated,
 ~500x375 like ImageNet's median image), then random-resized crop 224 + resize, in
 `--workers` Grain worker processes (0: this process), each decoding a batch in
-`StreamingSplit.threads` threads. Rates exclude the first batch (worker start-up).
+`StreamingSplit.threads` threads. Rates exclude each worker's first batch (start-up).
 """
 
 from __future__ import annotations
@@ -31,16 +32,18 @@ from poolnets.training.steps import make_mesh, put_batch
 
 def rate(data, batch_size: int, mesh, *, num_steps: int, workers: int = 0) -> float:
     """Images/s of `num_steps` batches of `data` through train_batches + device placement,
-    timed from the first batch's arrival."""
+    timed once each worker has delivered its first batch (start-up excluded)."""
     batches = iter(train_batches(data, batch_size, seed=0, num_steps=num_steps,
                                  workers=workers, place=functools.partial(put_batch, mesh),
                                  prefetch=2))
+    warm = max(1, workers)
     try:
-        jax.block_until_ready(next(batches))
+        for _ in range(warm):
+            jax.block_until_ready(next(batches))
         t = time.perf_counter()
         for arrays in batches:
             jax.block_until_ready(arrays)
-        return (num_steps - 1) * batch_size / (time.perf_counter() - t)
+        return (num_steps - warm) * batch_size / (time.perf_counter() - t)
     finally:
         batches.close()
 
@@ -76,7 +79,8 @@ def main() -> None:
     parser.add_argument("--data_dir", default=default_data_dir())
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2, 4],
                         help="Grain worker counts for the JPEG rows")
-    parser.add_argument("--jpegs", type=int, default=640, help="JPEGs encoded (one epoch)")
+    parser.add_argument("--jpegs", type=int, default=320, help="JPEGs encoded (one epoch)")
+    parser.add_argument("--epochs", type=int, default=4, help="epochs over the JPEGs")
     args = parser.parse_args()
     mesh = make_mesh()
     print(f"# {jax.device_count()} x {jax.devices()[0].device_kind}, {os.cpu_count()} CPUs, "
@@ -96,8 +100,8 @@ def main() -> None:
     streaming = StreamingSplit(JpegSource(args.jpegs))
     batch = 32
     for workers in args.workers:
-        images_s = rate(streaming, batch, mesh, num_steps=len(streaming) // batch,
-                        workers=workers)
+        images_s = rate(streaming, batch, mesh,
+                        num_steps=args.epochs * (len(streaming) // batch), workers=workers)
         print(f"| ImageNet-style JPEG 500x375 -> RRC 224 + resize, {streaming.threads} "
               f"threads each | {batch} | {workers} | {images_s:.0f} |", flush=True)
     print(f"# load average after: {os.getloadavg()[0]:.1f}")
