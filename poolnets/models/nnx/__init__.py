@@ -34,8 +34,8 @@ from poolnets.models.nnx.resnet import RESNETS, ResNet
 from poolnets.models.nnx.vgg import VGG, VGGS
 
 __all__ = ["AllCNN", "CifarResNet", "LeNet5", "LeNet5_1998", "ResNet", "VGG", "ZooModel",
-           "create", "downsample_names", "head_names", "list_models", "register_downsample",
-           "register_head"]
+           "create", "downsample_names", "head_names", "list_models", "overrides_of",
+           "register_downsample", "register_head"]
 
 # Each name: a family and its published configuration.
 _MODELS: dict[str, tuple[type[ZooModel], dict[str, Any]]] = {

@@ -156,6 +156,20 @@ def conv_spatial(conv: nnx.Conv, spatial: Sequence[int]) -> tuple[int, ...]:
                  for length, e, s, (lo, hi) in zip(spatial, eff, strides, pads, strict=True))
 
 
+def make_batch_norm(features: int, *, dtype: Any, param_dtype: Any) -> nnx.BatchNorm:
+    """The zoo's BatchNorm (momentum 0.9, epsilon 1e-5, as the Linen models and torch).
+
+    Its initial values are constants (scale 1, bias 0), yet `nnx.BatchNorm` draws two keys
+    from the `rngs` it gets. Under tracing (`nnx.eval_shape`, `jit`) Flax 0.12.8 reads the
+    `.sharding` of each new traced RNG count, and JAX builds that attribute error's text by
+    walking the whole trace: quadratic in depth, 60% of resnet152's abstract build. So the
+    norm gets a private stream evaluated eagerly, and draws nothing from the model's.
+    """
+    with jax.ensure_compile_time_eval():
+        return nnx.BatchNorm(features, momentum=0.9, epsilon=1e-5, dtype=dtype,
+                             param_dtype=param_dtype, rngs=nnx.Rngs(0))
+
+
 class StridedConv(nnx.Module):
     """All-CNN style learned downsampling (Springenberg et al. 2014, arXiv:1412.6806): a
     convolution with the point's window, stride and padding keeping the channel count,

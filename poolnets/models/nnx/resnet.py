@@ -2,7 +2,7 @@
 modules, torchvision's ImageNet layout (v1.5: the bottleneck's stride sits on its 3x3
 conv), and the residual block the CIFAR ResNets share.
 
-Convolutions have no bias and are followed by BatchNorm (momentum 0.9, epsilon 1e-5);
+Convolutions have no bias and are followed by BatchNorm (`layers.make_batch_norm`);
 the classifier is a Dense layer with bias. `downsample` swaps the stem's 3x3/2 pad-1 max
 pool. With `downsample_blocks=True` each stride-2 convolution of the residual stages
 becomes a stride-1 convolution followed by the chosen downsampling layer (3x3/2 pad 1,
@@ -30,7 +30,7 @@ from poolnets.models.nnx.contract import (
     run_ops,
     scaled,
 )
-from poolnets.models.nnx.layers import HeadSite, Point, make_downsample, make_head
+from poolnets.models.nnx.layers import HeadSite, Point, make_batch_norm, make_downsample, make_head
 
 conv_init = nnx.initializers.variance_scaling(2.0, "fan_out", "normal")  # torchvision's
 IMAGENET = dict(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), crop_pct=0.875,
@@ -59,8 +59,7 @@ class Builder:
                         param_dtype=self.param_dtype, rngs=self.rngs)
 
     def norm(self, c: int) -> nnx.BatchNorm:
-        return nnx.BatchNorm(c, momentum=0.9, epsilon=1e-5, dtype=self.dtype,
-                             param_dtype=self.param_dtype, rngs=self.rngs)
+        return make_batch_norm(c, dtype=self.dtype, param_dtype=self.param_dtype)
 
     def point(self, window: int, stride: int, padding: int, features: int) -> Point:
         return Point(window, stride, padding, self.d, features, self.dtype, self.param_dtype,

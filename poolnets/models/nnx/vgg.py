@@ -16,7 +16,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from poolnets.models.nnx.contract import Stage, ZooModel, check_width, head_width, scaled
-from poolnets.models.nnx.layers import HeadSite, Point, make_downsample, make_head
+from poolnets.models.nnx.layers import HeadSite, Point, make_batch_norm, make_downsample, make_head
 from poolnets.models.nnx.resnet import IMAGENET
 
 POOL = "M"  # marks a downsampling point in a configuration
@@ -69,8 +69,8 @@ class VGG(ZooModel):
             setattr(self, f"conv{n_conv}", nnx.Conv(c, out, (3,) * d, padding=((1, 1),) * d,
                                                     kernel_init=conv_init, **kw))
             if batch_norm:
-                setattr(self, f"bn{n_conv}", nnx.BatchNorm(out, momentum=0.9, epsilon=1e-5,
-                                                           **kw))
+                setattr(self, f"bn{n_conv}", make_batch_norm(out, dtype=dtype,
+                                                        param_dtype=param_dtype))
             c, n_conv = out, n_conv + 1
         final = self.final_spatial(size)
         self.head = make_head(head or "flatten", HeadSite(c, final, (7,) * d, **kw))
