@@ -1,0 +1,85 @@
+"""Helpers of tests/models/test_nnx_models.py: abstract NNX zoo models, parameter counts,
+host-drawn Linen variables and their loading into an NNX model (`load_linen`), and
+concrete models built without running Flax's initialisers op by op."""
+
+from __future__ import annotations
+
+import math
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from test_counts import IMAGENET
+
+from poolnets import models as linen_models
+from poolnets.models import nnx as zoo
+
+
+def classes(name: str) -> int:
+    return 1000 if name in IMAGENET else 10
+
+
+def param_count(model: nnx.Module) -> int:
+    return sum(math.prod(v.shape) for v in jax.tree.leaves(nnx.state(model, nnx.Param)))
+
+
+def abstract(name: str, **kw) -> zoo.ZooModel:
+    kw.setdefault("num_classes", classes(name))
+    return nnx.eval_shape(lambda: zoo.create(name, **kw))
+
+
+def linen_count(name: str, shape: tuple[int, ...], **kw) -> int:
+    module = linen_models.create(name, num_classes=kw.pop("num_classes", classes(name)), **kw)
+    params = jax.eval_shape(module.init, jax.random.key(0), jnp.zeros(shape))["params"]
+    return sum(math.prod(v.shape) for v in jax.tree.leaves(params))
+
+
+def host_variables(module, x: np.ndarray) -> dict:
+    """The Linen module's variables at their init shapes, drawn on the host (running
+    Flax's initialisers op by op costs seconds); BatchNorm variances are positive."""
+    keys = {"params": jax.random.key(0), "pool": jax.random.key(1)}
+    shapes = jax.eval_shape(lambda: module.init(keys, x, train=False))
+    rng = np.random.default_rng(4)
+
+    def draw(path, s):
+        if path[-1].key == "var":
+            return jnp.asarray(rng.uniform(0.5, 1.5, s.shape), s.dtype)
+        return jnp.asarray(0.3 * rng.normal(size=s.shape), s.dtype)
+
+    return jax.tree_util.tree_map_with_path(draw, flax.core.unfreeze(shapes))
+
+
+def load_linen(model: nnx.Module, variables: dict) -> None:
+    """Linen variables into the NNX model: the NNX attribute paths are the Linen module
+    names, but for the strided-conv downsample's inner `conv` (Linen: `Conv_0`)."""
+    linen = {(c, *path): v for c in ("params", "batch_stats")
+             for path, v in flax.traverse_util.flatten_dict(variables.get(c, {})).items()}
+    state = nnx.state(model, nnx.Any(nnx.Param, nnx.BatchStat))
+    flat = dict(nnx.to_flat_state(state))
+    wanted = set()
+    for path, variable in flat.items():
+        collection = "params" if isinstance(variable, nnx.Param) else "batch_stats"
+        key = (collection, *("Conv_0" if p == "conv" else str(p) for p in path))
+        wanted.add(key)
+        variable.set_value(linen[key])
+    assert wanted == set(linen), sorted(set(linen) ^ wanted)
+    nnx.update(model, nnx.from_flat_state(flat))
+
+
+def concrete(model: nnx.Module, seed: int = 0) -> nnx.Module:
+    """The abstract `model` with host-drawn parameters and real RNG streams."""
+    state = nnx.state(model)
+    rng = np.random.default_rng(seed)
+    flat = dict(nnx.to_flat_state(state))
+    for i, variable in enumerate(flat.values()):
+        s = variable.get_value()
+        if isinstance(variable, nnx.RngKey):
+            variable.set_value(jax.random.key(seed + i))
+        elif isinstance(variable, nnx.RngCount):
+            variable.set_value(jnp.zeros(s.shape, s.dtype))
+        else:
+            variable.set_value(jnp.asarray(0.3 * rng.normal(size=s.shape), s.dtype))
+    nnx.update(model, nnx.from_flat_state(flat))
+    return model
