@@ -256,7 +256,7 @@ class ZooModel(nnx.Module):
                     if shape[1] == c else "")
             raise ValueError(f"{self.model_name}: input must be channels-last {layout} with "
                              f"C={c} channels; got shape {shape}{hint}")
-        dtype = getattr(x, "dtype", None) or jnp.result_type(x)
+        dtype = x.dtype if hasattr(x, "dtype") else jnp.result_type(x)
         if not jnp.issubdtype(dtype, jnp.floating):
             raise TypeError(f"{self.model_name}: input must be floating point, got dtype "
                             f"{dtype}")
