@@ -179,7 +179,7 @@ def test_finetune_config_end_to_end_on_synthetic_data(tmp_path):
     train_and_evaluate(config, str(tmp_path / "run"), show_progress=False)
 
     step_dir = tmp_path / "run" / "checkpoints" / "2"
-    item = next(p for p in step_dir.iterdir() if p.is_dir())
+    item = step_dir / "default"  # the model state; "data" holds the input iterator
     with ocp.StandardCheckpointer() as checkpointer:
         final = checkpointer.restore(item)
     pretrained = convert_torchvision("resnet18", weights)
