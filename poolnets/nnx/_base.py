@@ -42,12 +42,14 @@ def rank_hint(*values: Any) -> int:
 
 
 def check_shape(name: str, shape: Sequence[int]) -> Shape:
-    """A shape as a tuple of non-negative ints, or a TypeError naming it."""
+    """A shape as a tuple of non-negative ints, or a TypeError naming it. A dim may be
+    symbolic (a traced batch size under `jax.export`); it is kept as it is."""
     if isinstance(shape, str) or not isinstance(shape, Sequence) or not all(
-            isinstance(s, int | np.integer) and not isinstance(s, bool) and s >= 0
+            jax.export.is_symbolic_dim(s)
+            or (isinstance(s, int | np.integer) and not isinstance(s, bool) and s >= 0)
             for s in shape):
         raise TypeError(f"{name} must be a sequence of non-negative ints; got {name}={shape!r}")
-    return tuple(int(s) for s in shape)
+    return tuple(s if jax.export.is_symbolic_dim(s) else int(s) for s in shape)
 
 
 def check_bool(name: str, value: Any) -> bool:
