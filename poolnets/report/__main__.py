@@ -149,8 +149,13 @@ def main(argv: list[str] | None = None) -> int:
     start_info = machine()
     t0 = time.perf_counter()
     from poolnets.report.run import run_sweep
+    from poolnets.training.config import ConfigError
 
-    results, arrays, skipped = run_sweep(config, show_progress=not args["no-progress"].value)
+    try:  # the step counts of every variant are computed before the first one trains
+        results, arrays, skipped = run_sweep(config, show_progress=not args["no-progress"].value)
+    except ConfigError as e:  # e.g. a batch larger than a dataset
+        print(f"poolnets.report: error: {e}", file=sys.stderr)
+        return 2
     wall = time.perf_counter() - t0
     command = " ".join(["python -m poolnets.report", *map(shlex.quote, argv)])
     meta = {"command": command, "machine": start_info, "wall_s": round(wall, 1),

@@ -74,21 +74,21 @@ class Context:
 
 
 def variant_steps(variant: dict, config: Any, ctx: Context) -> int:
-    from poolnets.report.sweep import fit_config
+    from poolnets.report.sweep import train_config
+    from poolnets.training.optim import count_steps
 
-    fit = fit_config(variant, config)
     train = ctx.splits(variant.get("dataset", config.dataset))[0]
-    return fit.num_steps or fit.num_epochs * (len(train) // fit.batch_size)
+    return count_steps(train_config(variant, config), len(train))[1]
 
 
 def run_variant(variant: dict, config: Any, ctx: Context, on_step: Any) -> tuple[dict, dict]:
     """(numbers, arrays) of one variant."""
-    from poolnets.report.sweep import build, fit_config, measure
+    from poolnets.report.sweep import build, measure, train_config
 
     data, probe = ctx.data(variant.get("dataset", config.dataset))
     model, label, layers = build(variant, config, data["num_classes"])
     return measure(model, label, data, probe, config, layers, on_step,
-                   fit_config(variant, config))
+                   train_config(variant, config))
 
 
 _WORKER: dict[str, Any] = {}

@@ -15,7 +15,7 @@ import jax
 import numpy as np
 
 from poolnets.analysis import cost, generalisation, receptive_field, robustness, shift
-from poolnets.analysis.fit import FitConfig, fit_seeds, make_predict, predict_in_chunks, unstack
+from poolnets.analysis.fit import fit_seeds, make_predict, predict_in_chunks, unstack
 from poolnets.analysis.gradcam import grad_cam
 from poolnets.analysis.stages import PoolStack, pool_stack_layers
 
@@ -89,26 +89,34 @@ def _stats(values: list[float] | np.ndarray) -> dict[str, Any]:
     return {"mean": arr.mean(0).tolist(), "std": arr.std(0).tolist(), "runs": arr.tolist()}
 
 
-def fit_config(variant: dict, config: Any) -> FitConfig:
-    """The training recipe of one variant: the sweep's, with the epochs of its head
-    (`config.head_epochs`) and its own train-time shift (augmentation variants)."""
+def train_config(variant: dict, config: Any) -> Any:
+    """The training config (`poolnets.training.defaults.base_config` fields) of one variant:
+    the sweep's recipe, with the epochs of its head (`config.head_epochs`) and its own
+    train-time shift (augmentation variants); the rest as train.py's defaults (cosine
+    schedule after 1 warmup epoch, momentum 0.9, Nesterov, no label smoothing)."""
+    from poolnets.training.defaults import base_config
+
     epochs = dict(config.head_epochs).get(variant.get("head"), config.num_epochs)
     if variant["kind"] == "texture" and config.texture_epochs:
         epochs = config.texture_epochs
-    return FitConfig(num_epochs=epochs, num_steps=config.num_steps,
-                     batch_size=config.batch_size, learning_rate=config.learning_rate,
-                     optimizer=config.optimizer, weight_decay=config.weight_decay,
-                     max_shift=variant.get("max_shift_train", config.max_shift_train),
-                     seed_parallel=config.seed_parallel)
+    c = base_config()
+    c.dataset = variant.get("dataset", config.dataset)
+    c.num_epochs, c.num_steps, c.batch_size = epochs, config.num_steps, config.batch_size
+    c.optimizer, c.learning_rate = config.optimizer, config.learning_rate
+    c.weight_decay = config.weight_decay
+    c.augment.max_shift = variant.get("max_shift_train", config.max_shift_train)
+    return c
 
 
 def measure(model: Any, label: dict, data: dict, probe: Probe, config: Any,
-            layers: list | None, on_step: Any, fit: FitConfig) -> tuple[dict, dict]:
-    """Trains `model` for every seed and measures it. Returns (numbers, arrays)."""
+            layers: list | None, on_step: Any, fit: Any) -> tuple[dict, dict]:
+    """Trains `model` for every seed with the training config `fit` and measures it.
+    Returns (numbers, arrays)."""
     train, test = data["train"], data["test"]
     t0 = time.perf_counter()
     states, timing = fit_seeds(model, train, list(config.seeds), fit,
-                               num_classes=data["num_classes"], on_step=on_step)
+                               num_classes=data["num_classes"],
+                               seed_parallel=config.seed_parallel, on_step=on_step)
     t_eval = time.perf_counter()
     predict = make_predict(model)
     per_seed: dict[str, list] = {k: [] for k in (
@@ -146,7 +154,7 @@ def measure(model: Any, label: dict, data: dict, probe: Probe, config: Any,
                "flops": fwd["flops"], "bytes_accessed": fwd["bytes_accessed"],
                "peak_activation": peak, "steps": timing["steps"],
                "epochs": fit.num_epochs if fit.num_steps is None else None,
-               "max_shift_train": fit.max_shift,
+               "max_shift_train": fit.augment.max_shift,
                "compile_s": round(timing["compile_s"], 2), "train_s": round(timing["train_s"], 2)}
     arrays: dict[str, np.ndarray] = {}
     # ERF and Grad-CAM are drawn for the main sweep and the stages only

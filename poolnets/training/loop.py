@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import functools
 import itertools
-import math
 import platform
 import sys
 import time
@@ -34,7 +33,7 @@ from tqdm.auto import tqdm
 from poolnets.data import default_data_dir, eval_batches, train_batches
 from poolnets.training import artifacts, observe
 from poolnets.training.config import ConfigError, Plan, check_config, model_options
-from poolnets.training.optim import make_optimizer, make_schedule
+from poolnets.training.optim import make_recipe
 from poolnets.training.setup import apply_transfer, build_preprocess, init_from, load_data
 from poolnets.training.state import TrainState, count_params, create_train_state
 from poolnets.training.steps import compile_steps, make_mesh, put_batch, put_replicated
@@ -91,26 +90,11 @@ def train_and_evaluate(
     except OSError as e:
         raise ConfigError(f"workdir {workdir!r} is not writable: {e.strerror or e}") from None
     train, test = load_data(config, plan, config.data_dir or default_data_dir())
-    steps_per_epoch = len(train) // config.batch_size
-    if steps_per_epoch == 0:
-        raise ConfigError(
-            f"config.batch_size={config.batch_size} exceeds the {len(train)} training images "
-            f"of {config.dataset!r}; choices: 1..{len(train)}"
-        )
-    total_steps = config.num_steps or config.num_epochs * steps_per_epoch
-    num_epochs = math.ceil(total_steps / steps_per_epoch)
+    recipe = make_recipe(config, len(train))  # ConfigError for a batch larger than the data
+    steps_per_epoch, total_steps, num_epochs = (
+        recipe.steps_per_epoch, recipe.total_steps, recipe.num_epochs)
+    schedule, tx = recipe.schedule, recipe.tx
     model_name = config.model.name if model is None else type(model).__name__
-
-    schedule = make_schedule(
-        config.schedule, config.learning_rate, total_steps,
-        round(config.warmup_epochs * steps_per_epoch),
-        decay_steps=[round(e * steps_per_epoch) for e in config.lr_decay_epochs or ()],
-        decay_factor=config.lr_decay_factor,
-    )
-    tx = make_optimizer(
-        config.optimizer, schedule, momentum=config.momentum, weight_decay=config.weight_decay,
-        nesterov=config.nesterov, grad_clip_norm=config.grad_clip_norm,
-    )
     init_key, step_key = jax.random.split(jax.random.key(config.seed))
     mesh = make_mesh()
     try:  # models check their arguments when built and when first called

@@ -1,8 +1,13 @@
-"""Optimizer and learning-rate schedule from a config (optax)."""
+"""Optimizer and learning-rate schedule from a config (optax), and the step arithmetic
+(steps per epoch, total steps) that both depend on: `make_recipe`, used by the training loop
+and by the report's multi-seed trainer alike."""
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import jax
 import optax
@@ -81,3 +86,47 @@ def make_optimizer(
     if grad_clip_norm is not None:
         tx = optax.chain(optax.clip_by_global_norm(grad_clip_norm), tx)
     return tx
+
+
+def count_steps(config: Any, num_train: int) -> tuple[int, int]:
+    """(steps_per_epoch, total_steps) of a run of `config` on `num_train` training images:
+    full batches only (the last partial batch of an epoch is dropped), and config.num_steps
+    when set, else config.num_epochs epochs. A batch larger than the data is a ConfigError."""
+    from poolnets.training.config import ConfigError  # config imports this module
+
+    steps_per_epoch = num_train // config.batch_size
+    if steps_per_epoch == 0:
+        raise ConfigError(
+            f"config.batch_size={config.batch_size} exceeds the {num_train} training images "
+            f"of {config.dataset!r}; choices: 1..{num_train}"
+        )
+    return steps_per_epoch, config.num_steps or config.num_epochs * steps_per_epoch
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """How a run steps: its step counts, learning-rate schedule and optimizer."""
+
+    steps_per_epoch: int
+    total_steps: int
+    num_epochs: int  # epochs begun: ceil(total_steps / steps_per_epoch)
+    schedule: Callable[[int], float]
+    tx: optax.GradientTransformation
+
+
+def make_recipe(config: Any, num_train: int) -> Recipe:
+    """The `Recipe` of a training config (`poolnets.training.defaults.base_config` fields)
+    on `num_train` training images: warmup and decay epochs become steps, rounded."""
+    steps_per_epoch, total_steps = count_steps(config, num_train)
+    schedule = make_schedule(
+        config.schedule, config.learning_rate, total_steps,
+        round(config.warmup_epochs * steps_per_epoch),
+        decay_steps=[round(e * steps_per_epoch) for e in config.lr_decay_epochs or ()],
+        decay_factor=config.lr_decay_factor,
+    )
+    tx = make_optimizer(
+        config.optimizer, schedule, momentum=config.momentum, weight_decay=config.weight_decay,
+        nesterov=config.nesterov, grad_clip_norm=config.grad_clip_norm,
+    )
+    return Recipe(steps_per_epoch, total_steps, math.ceil(total_steps / steps_per_epoch),
+                  schedule, tx)

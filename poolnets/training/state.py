@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import flax
@@ -40,6 +41,16 @@ def create_train_state(
     Runs as one jitted program compiled without backend optimisation: it runs once, and
     op-by-op initialisation (or an optimised compile) of even LeNet-5 costs seconds on CPU.
     """
+    init = train_state_init(model, tx, image_shape)
+    compiled = jax.jit(init).lower(key).compile({"xla_backend_optimization_level": 0})
+    return compiled(key)
+
+
+def train_state_init(
+    model: nn.Module, tx: optax.GradientTransformation, image_shape: tuple
+) -> Callable[[jax.Array], TrainState]:
+    """`init(key) -> TrainState`, uncompiled (`create_train_state` jits it; a multi-seed
+    trainer vmaps it over keys). The key splits into the params, dropout and pool keys."""
 
     def init(key: jax.Array) -> TrainState:
         params_key, dropout_key, pool_key = jax.random.split(key, 3)
@@ -56,8 +67,7 @@ def create_train_state(
             opt_state=tx.init(params),
         )
 
-    compiled = jax.jit(init).lower(key).compile({"xla_backend_optimization_level": 0})
-    return compiled(key)
+    return init
 
 
 def count_params(params: Any) -> int:

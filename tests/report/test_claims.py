@@ -4,7 +4,7 @@ variants whose numbers repeat another's, on hand-made results with known answers
 from poolnets.report.claims import claim_augmentation, claim_edges_textures
 from poolnets.report.config import default_config
 from poolnets.report.results import Results, identical_variants
-from poolnets.report.sweep import fit_config, variants
+from poolnets.report.sweep import train_config, variants
 
 CFG = {"shifts": [0, 4, 8]}
 
@@ -73,11 +73,12 @@ def test_identical_variants_named_with_known_reason():
 def test_recipe_per_head_and_experiment():
     config = default_config()
     todo = variants(config)
-    epochs = {(v["kind"], v.get("head")): fit_config(v, config).num_epochs for v in todo}
+    epochs = {(v["kind"], v.get("head")): train_config(v, config).num_epochs for v in todo}
     assert epochs[("zoo", "flatten")] == config.num_epochs
     assert epochs[("zoo", "avg")] == dict(config.head_epochs)["avg"]
     assert epochs[("stages", "avg")] == dict(config.head_epochs)["avg"]
     assert epochs[("texture", "flatten")] == config.texture_epochs
     shifted = [v for v in todo if v["kind"] == "augment"]
-    assert {fit_config(v, config).max_shift for v in shifted} == set(config.augment_shifts)
-    assert all(fit_config(v, config).max_shift == 0 for v in todo if v["kind"] == "zoo")
+    shifts = {train_config(v, config).augment.max_shift for v in shifted}
+    assert shifts == set(config.augment_shifts)
+    assert all(train_config(v, config).augment.max_shift == 0 for v in todo if v["kind"] == "zoo")
