@@ -66,10 +66,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.curves = True  # workdir/curves.png (train loss, test accuracy) at the end of a run
     c.profile_steps = 0  # >0: profiler trace of that many steps into workdir/profile
     c.prefetch = 2  # batches placed on device ahead of the step
-    c.data = ml_collections.ConfigDict()
-    # Grain worker processes reading/decoding training batches; 0: in the training process
-    # (on CPU, workers compete with XLA for the cores). A resume needs the same count.
-    c.data.workers = 0
+    c.data = ml_collections.ConfigDict()  # the training input pipeline (Grain)
+    # On CPU, workers compete with XLA for the cores. A resume needs the same count.
+    c.data.workers = 0  # Grain processes reading/decoding train batches; 0: in this process
 
     c.distributed = ml_collections.ConfigDict()  # multi-host; None: from the environment
     c.distributed.coordinator_address = config_dict.placeholder(str)  # host:port of process 0
