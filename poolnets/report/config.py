@@ -39,7 +39,7 @@ SWEEP_NUMBERS: dict[str, Range] = {
     "salt_pepper": Range(0, 1, high_open=False, sequence=True),
     "rotations": Range(-360, 360, high_open=False, sequence=True),
     "scalings": Range(0, low_open=True, sequence=True),
-    "stages": _COUNTS,
+    "stages": Range(0, integer=True, sequence=True),  # at most len(stage_channels)
     "stage_channels": _COUNTS,
     "erf_images": _COUNT,
     "gradcam_images": _COUNT,
@@ -146,6 +146,10 @@ def check_sweep(config: ml_collections.ConfigDict) -> None:
         _check_names(config, field, downsample_names())
     for field in ("heads", "texture_heads"):
         _check_names(config, field, head_names())
+    deepest = len(config.stage_channels)
+    if any(k > deepest for k in config.stages):
+        raise ConfigError(f"config.stages={config.stages!r} pools more stages than the "
+                          f"{deepest} of config.stage_channels; choices: 0..{deepest} each")
     for pair in config.head_epochs:
         if (not isinstance(pair, tuple | list) or len(pair) != 2 or pair[0] not in head_names()
                 or not SWEEP_NUMBERS["num_epochs"].accepts(pair[1])):

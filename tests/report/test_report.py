@@ -28,6 +28,8 @@ from poolnets.report.results import compare
         (["--config.seed_parallel=pmap"], "config.seed_parallel='pmap' is not valid; "
                                           "choices: loop, vmap"),
         (["--config.num_steps=x"], "flag --config.num_steps=x: "),
+        (["--config.stages=0,5"], "config.stages=(0, 5) pools more stages than the 4 of "
+                                  "config.stage_channels; choices: 0..4 each"),
         (["--config", "missing.py"], "config file 'missing.py' not found; choices: "
                                      "poolnets/report/configs/default.py, "),
         (["--set", "seeds=0"], "Unknown command line flag 'set'"),
