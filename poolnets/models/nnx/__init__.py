@@ -30,12 +30,13 @@ from poolnets.models.nnx.layers import (
     register_head,
 )
 from poolnets.models.nnx.lenet import LeNet5, LeNet5_1998
+from poolnets.models.nnx.linen import LinenModel, create_linen
 from poolnets.models.nnx.resnet import RESNETS, ResNet
 from poolnets.models.nnx.vgg import VGG, VGGS
 
-__all__ = ["AllCNN", "CifarResNet", "LeNet5", "LeNet5_1998", "ResNet", "VGG", "ZooModel",
-           "create", "downsample_names", "head_names", "list_models", "overrides_of",
-           "register_downsample", "register_head"]
+__all__ = ["AllCNN", "CifarResNet", "LeNet5", "LeNet5_1998", "LinenModel", "ResNet", "VGG",
+           "ZooModel", "check_create_args", "create", "create_linen", "downsample_names",
+           "head_names", "list_models", "overrides_of", "register_downsample", "register_head"]
 
 # Each name: a family and its published configuration.
 _MODELS: dict[str, tuple[type[ZooModel], dict[str, Any]]] = {
@@ -49,6 +50,7 @@ _MODELS: dict[str, tuple[type[ZooModel], dict[str, Any]]] = {
 # Arguments of `create` itself; the rest of a family's keyword arguments are overrides.
 _COMMON = {"num_classes", "rngs", "in_channels", "input_size", "downsample", "head", "dtype",
            "param_dtype"}
+CREATE_ARGS = frozenset(_COMMON)
 
 
 def list_models(pattern: str = "*") -> list[str]:
@@ -63,6 +65,23 @@ def overrides_of(name: str) -> list[str]:
     family, _ = _MODELS[name]
     params = inspect.signature(family.__init__).parameters
     return sorted(set(params) - _COMMON - {"self", "source"})
+
+
+def check_create_args(name: Any, *, num_classes: Any, downsample: Any, head: Any,
+                      overrides: dict[str, Any]) -> None:
+    """`create`'s checks that need no model: the name, num_classes, the downsample and head
+    names and the override names (also run by `create_linen` before anything is traced)."""
+    if not isinstance(name, str) or name not in _MODELS:
+        raise ValueError(closest("model", name, _MODELS))
+    check_positive_int(name, "num_classes", num_classes)
+    if downsample is not None:
+        check_downsample(downsample)
+    if head is not None:
+        check_head(head)
+    allowed = overrides_of(name)
+    for key in overrides:
+        if key not in allowed:
+            raise TypeError(f"{name}: {closest('override', key, allowed)}")
 
 
 def create(
@@ -96,17 +115,8 @@ def create(
     overrides: the family's other options, e.g. `width`, `spatial_dims` (1, 2, 3),
         `downsample_blocks` (ResNets); `overrides_of(name)` lists them.
     """
-    if not isinstance(name, str) or name not in _MODELS:
-        raise ValueError(closest("model", name, _MODELS))
-    check_positive_int(name, "num_classes", num_classes)
-    if downsample is not None:
-        check_downsample(downsample)
-    if head is not None:
-        check_head(head)
-    allowed = overrides_of(name)
-    for key in overrides:
-        if key not in allowed:
-            raise TypeError(f"{name}: {closest('override', key, allowed)}")
+    check_create_args(name, num_classes=num_classes, downsample=downsample, head=head,
+                      overrides=overrides)
     family, fields = _MODELS[name]
     if in_channels is None:
         in_channels = 1 if family in (LeNet5, LeNet5_1998) else 3
