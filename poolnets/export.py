@@ -188,6 +188,40 @@ def _read_config(workdir: str) -> dict:
         raise ExportError(f"{path} cannot be read: {e}") from None
 
 
+def _abstract_state(checkpoints: Any) -> Any:
+    """The saved train state's tree (nested dicts) as ShapeDtypeStructs on this process's
+    first device, from the newest checkpoint whose metadata reads; None if none does.
+
+    A restore without a target asks for the devices the run was saved from (orbax refuses
+    another topology), and a target built from the model would need the run's optimizer.
+    """
+    import logging
+
+    import orbax.checkpoint as ocp
+
+    from poolnets.training.artifacts import STATE_ITEM
+
+    sharding = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    absl = logging.getLogger("absl")
+
+    def quiet(record: logging.LogRecord) -> bool:  # orbax logs a missing optional file
+        return False
+
+    for step in checkpoints.steps():
+        absl.addFilter(quiet)
+        try:
+            with ocp.StandardCheckpointer() as reader:
+                where = os.path.join(checkpoints.directory, str(step), STATE_ITEM)
+                tree = reader.metadata(where).item_metadata.tree
+        except Exception:  # noqa: BLE001 -- unreadable: restore_latest reports it
+            continue
+        finally:
+            absl.removeFilter(quiet)
+        return jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=sharding),
+                            tree)
+    return None
+
+
 def export_run(
     workdir: str, out: str | None = None, *, model: Any = None,
     platforms: Sequence[str] = PLATFORMS,
@@ -213,7 +247,7 @@ def export_run(
     # num_devices=1: the device count of training does not matter to inference
     plan = check_config(config, num_devices=1, check_model_name=model is None)
     checkpoints = Checkpoints(workdir, keep=1)
-    state, step = checkpoints.restore_latest(None, saved)  # no target: as saved, as dicts
+    state, step = checkpoints.restore_latest(_abstract_state(checkpoints), saved)
     if step is None:
         raise ExportError(f"--workdir {workdir!r} has no checkpoint in "
                           f"{checkpoints.directory}")

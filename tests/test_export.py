@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import itertools
 import os
+import subprocess
+import sys
+import textwrap
 
 import jax
 import jax.numpy as jnp
@@ -14,8 +17,7 @@ import pytest
 
 import poolnets.nn as pnn
 from poolnets import export, models
-from poolnets.data import Preprocess, preprocess
-from poolnets.data.pipeline import DATASETS
+from poolnets.data import Preprocess
 
 
 def zero_variables(module, image_shape):
@@ -28,32 +30,57 @@ def zero_variables(module, image_shape):
     return jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), jax.eval_shape(init))
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    """A workdir as the trainer leaves it (config.json, an orbax checkpoint written by its
-    own `Checkpoints`), for LeNet-5 on digits at width 0.5, without training."""
-    import optax
-
+# Writes a workdir as the trainer leaves it (config.json, an orbax checkpoint of the train
+# state with the trainer's optimizer, written by its own `Checkpoints`) on 2 host devices,
+# and the model's logits for 3 images: an export on 1 device must restore it all the same.
+WRITE_RUN = textwrap.dedent("""
+    import sys
+    import jax
+    import numpy as np
+    from poolnets.data import preprocess
+    from poolnets.data.pipeline import DATASETS
     from poolnets.training import artifacts
     from poolnets.training.defaults import base_config
     from poolnets.training.loop import create_model
+    from poolnets.training.optim import make_optimizer
     from poolnets.training.state import create_train_state
+    from poolnets.training.steps import make_mesh, put_replicated
 
+    assert jax.device_count() == 2, jax.devices()
+    workdir = sys.argv[1]
     config = base_config()
     config.model.name, config.model.width, config.dataset = "lenet5", 0.5, "digits"
     model = create_model(config, 10)
-    state = create_train_state(model, optax.sgd(0.1), jax.random.key(3), (32, 32, 1))
-    workdir = str(tmp_path_factory.mktemp("run"))
+    tx = make_optimizer("sgd", lambda step: 0.1, momentum=0.9, weight_decay=5e-4)
+    state = create_train_state(model, tx, jax.random.key(3), (32, 32, 1))
+    state = put_replicated(make_mesh(), state)
     checkpoints = artifacts.Checkpoints(workdir, keep=1)
     checkpoints.write_config(config.to_dict())
     checkpoints.save(7, state)
     checkpoints.close()
-    return workdir, model, state.variables()
+    images = np.random.default_rng(0).random((3, 32, 32, 1), np.float32)
+    x = preprocess(images, None, DATASETS["digits"].preprocess)
+    np.save(f"{workdir}/images.npy", images)
+    np.save(f"{workdir}/logits.npy", model.apply(state.variables(), x, train=False))
+""")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """(workdir, images, the model's logits for them)."""
+    workdir = str(tmp_path_factory.mktemp("run"))
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+           "JAX_PLATFORMS": "cpu"}
+    done = subprocess.run([sys.executable, "-c", WRITE_RUN, workdir], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return (workdir, np.load(os.path.join(workdir, "images.npy")),
+            np.load(os.path.join(workdir, "logits.npy")))
 
 
 def test_cli_writes_a_program_that_gives_the_models_logits_at_batch_1_and_3(run, tmp_path,
                                                                            capsys):
-    workdir, model, variables = run
+    workdir, images, expected = run
     out = str(tmp_path / "lenet5.jax")
     assert export.main(["--workdir", workdir, "--out", out]) == 0
     assert "wrote" in capsys.readouterr().out
@@ -63,9 +90,6 @@ def test_cli_writes_a_program_that_gives_the_models_logits_at_batch_1_and_3(run,
     (aval,) = exported.in_avals
     assert str(aval.shape[0]) == "batch" and aval.shape[1:] == (32, 32, 1)
     assert aval.dtype == np.float32  # digits are stored as float32 in [0, 1]
-    images = np.random.default_rng(0).random((3, 32, 32, 1), np.float32)
-    expected = model.apply(variables, preprocess(images, None, DATASETS["digits"].preprocess),
-                           train=False)
     for n in (1, 3):
         got = exported.call(images[:n])
         assert got.shape == (n, 10) and got.dtype == np.float32
@@ -202,7 +226,7 @@ def cli_error(capsys, *argv):
 
 
 def test_cli_errors_are_one_line_exit_2(run, tmp_path, capsys):
-    workdir, _, _ = run
+    workdir = run[0]
     out = str(tmp_path / "m.jax")
     assert "is not a directory" in cli_error(capsys, "--workdir", str(tmp_path / "no"),
                                              "--out", out)
