@@ -2,8 +2,8 @@
 
 `reader.read_state_dict` (NumPy only) reads safetensors and `torch.save` files (`torch_file`)
 without running pickle code, bounded in memory by the file's size and checked for NaN/Inf;
-`torchvision` converts torchvision state dicts into poolnets variables
-(`poolnets.models.load_torchvision`); `synthetic` makes seeded stand-in state dicts for the
+`torchvision` converts torchvision state dicts into poolnets variables along a layout the
+caller gives (the models' `load_torchvision` entry points own it); `synthetic` makes seeded stand-in state dicts for the
 exactness tests.
 """
 

@@ -1,18 +1,26 @@
-"""torchvision ResNet / VGG state dicts -> Flax variables of `poolnets.models.create(name)`.
+"""torchvision ResNet / VGG state dicts -> Flax variables {"params", "batch_stats"}.
 
-The expected state dict is derived once from the zoo's own variable tree (`jax.eval_shape`
-of `create(name).init`), by renaming modules to torchvision's attribute paths:
+The expected state dict is derived from a variable tree the caller gives (`derive_layout`:
+shapes under the model's module paths; the models own their pretrained entry points, so
+this package imports no model), by renaming modules to torchvision's attribute paths:
 
     ResNet  stem_conv, stem_bn -> conv1, bn1;  stage{i}_block{j} -> layer{i}.{j};
             proj_conv, proj_bn -> downsample.0, downsample.1;  fc -> fc
     VGG     conv{n}, bn{n} -> features.{k}, features.{k+1} (k: index of the n-th conv in
-            torchvision's `features` Sequential);  fc0, fc1, classifier -> classifier.0/3/6
+            torchvision's `features` Sequential, given with the tree);
+            fc0, fc1, classifier -> classifier.0/3/6
 
 and leaves: kernel -> weight, bias -> bias, scale -> weight, batch_stats mean / var ->
 running_mean / running_var (`num_batches_tracked` is accepted and ignored; checkpoints
 saved before torch 0.4.1 lack it). Layouts: conv OIHW -> HWIO; Linear (out, in) -> (in,
 out); VGG's first classifier layer also reorders its inputs, since torchvision flattens the
 7x7 pooled map as (C, H, W) and poolnets, channels-last, as (H, W, C).
+
+A layout is passed as `layout_for`, a function of the number of classes returning the
+`Entry`s (e.g. `functools.partial(poolnets.models.nnx.torchvision_layout, name)`). Without
+one, the 0.1 Linen zoo's layout is used (`linen_zoo_layout`, the one import of
+`poolnets.models` left here, for `poolnets.models.load_torchvision` until the NNX zoo
+becomes `poolnets.models`).
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ import dataclasses
 import functools
 import os
 import re
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -56,8 +65,8 @@ def _check_name(name: str) -> None:
                          f"choices: {', '.join(SUPPORTED)}")
 
 
-def _vgg_feature_index(name: str) -> list[int]:
-    """Index in torchvision's `features` Sequential of each conv, in order."""
+def _linen_vgg_feature_index(name: str) -> list[int]:
+    """Index in torchvision's `features` Sequential of each conv of the 0.1 Linen VGG."""
     from poolnets.models.vgg import CONFIGS, POOL
 
     per_conv = 3 if name.endswith("_bn") else 2  # conv, [bn], relu
@@ -71,7 +80,7 @@ def _vgg_feature_index(name: str) -> list[int]:
     return out
 
 
-def _torch_module(name: str, path: tuple[str, ...]) -> str:
+def _torch_module(name: str, path: tuple[str, ...], feature_index: Sequence[int]) -> str:
     """torchvision's attribute path of the poolnets module at `path`."""
     if name.startswith("resnet"):
         top = {"stem_conv": "conv1", "stem_bn": "bn1", "fc": "fc"}
@@ -84,29 +93,26 @@ def _torch_module(name: str, path: tuple[str, ...]) -> str:
     if path[0] in top:
         return top[path[0]]
     kind, n = re.fullmatch(r"(conv|bn)(\d+)", path[0]).groups()
-    return f"features.{_vgg_feature_index(name)[int(n)] + (kind == 'bn')}"
+    return f"features.{feature_index[int(n)] + (kind == 'bn')}"
 
 
-def abstract_variables(name: str, num_classes: int = 1000) -> dict[str, Any]:
-    """Shapes of `create(name, num_classes=num_classes).init(...)` (nothing is computed)."""
-    from poolnets import models
+def derive_layout(name: str, variables: Any, feature_index: Sequence[int] = ()
+                  ) -> tuple[Entry, ...]:
+    """Every state-dict tensor of torchvision's `name`, and where it goes in `variables`.
 
+    variables: {"params", "batch_stats"} of the target model, any leaves with a `.shape`
+        (e.g. `jax.eval_shape`'s), under its module paths (names as in the module docstring).
+    feature_index: VGG only: for each conv in order, its index in torchvision's `features`.
+    """
     _check_name(name)
-    model = models.create(name, num_classes=num_classes)
-    size = 32 if name.startswith("vgg") else 64
-    x = jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32)
-    return jax.eval_shape(lambda x: model.init(jax.random.key(0), x, train=False), x)
-
-
-@functools.lru_cache(maxsize=8)  # loading checks the layout, then converts along it
-def layout(name: str, num_classes: int = 1000) -> tuple[Entry, ...]:
-    """Every state-dict tensor of torchvision's `name` with `num_classes` outputs."""
+    if name.startswith("vgg") and not feature_index:
+        raise ValueError(f"{name}: feature_index (each conv's index in torchvision's "
+                         "`features`) is needed to name VGG's layers")
     entries = []
-    for key_path, leaf in jax.tree_util.tree_flatten_with_path(
-            abstract_variables(name, num_classes))[0]:
+    for key_path, leaf in jax.tree_util.tree_flatten_with_path(variables)[0]:
         collection, *path = (k.key for k in key_path)
         module, field = tuple(path[:-1]), path[-1]
-        shape = leaf.shape
+        shape = tuple(leaf.shape)
         if field == "kernel" and len(shape) == 4:
             kind, torch_shape = "conv", (shape[3], shape[2], shape[0], shape[1])
         elif field == "kernel":
@@ -114,9 +120,30 @@ def layout(name: str, num_classes: int = 1000) -> tuple[Entry, ...]:
             torch_shape = (shape[1], shape[0])
         else:
             kind, torch_shape = "vector", shape
-        key = f"{_torch_module(name, module)}.{LEAVES[(collection, field)]}"
+        key = f"{_torch_module(name, module, feature_index)}.{LEAVES[(collection, field)]}"
         entries.append(Entry(key, torch_shape, collection, tuple(path), kind))
     return tuple(entries)
+
+
+LayoutFor = Callable[[int], tuple[Entry, ...]]  # num_classes -> the layout
+
+
+@functools.lru_cache(maxsize=8)  # loading checks the layout, then converts along it
+def layout(name: str, num_classes: int = 1000) -> tuple[Entry, ...]:
+    """The 0.1 Linen zoo's layout of `name` (`poolnets.models.create(name).init`'s tree)."""
+    from poolnets import models
+
+    _check_name(name)
+    model = models.create(name, num_classes=num_classes)
+    size = 32 if name.startswith("vgg") else 64
+    x = jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32)
+    variables = jax.eval_shape(lambda x: model.init(jax.random.key(0), x, train=False), x)
+    index = _linen_vgg_feature_index(name) if name.startswith("vgg") else ()
+    return derive_layout(name, variables, index)
+
+
+def _layout_for(name: str, layout_for: LayoutFor | None) -> LayoutFor:
+    return functools.partial(layout, name) if layout_for is None else layout_for
 
 
 def batch_norm_counters(entries: tuple[Entry, ...]) -> set[str]:
@@ -125,9 +152,11 @@ def batch_norm_counters(entries: tuple[Entry, ...]) -> set[str]:
             if e.key.endswith(".running_mean")}
 
 
-def expected_shapes(name: str, num_classes: int = 1000) -> dict[str, tuple[int, ...]]:
+def expected_shapes(name: str, num_classes: int = 1000, layout_for: LayoutFor | None = None
+                    ) -> dict[str, tuple[int, ...]]:
     """torchvision's `model.state_dict()` shapes for `name`, num_batches_tracked included."""
-    entries = layout(name, num_classes)
+    _check_name(name)
+    entries = _layout_for(name, layout_for)(num_classes)
     shapes = {e.key: e.torch_shape for e in entries}
     shapes.update({k: () for k in sorted(batch_norm_counters(entries))})
     return shapes
@@ -177,25 +206,28 @@ def _mismatch_report(name: str, entries: tuple[Entry, ...], shapes: Shapes) -> s
     return f"state dict does not match torchvision {name}: " + "; ".join(parts)
 
 
-def check_layout(name: str, shapes: Shapes) -> tuple[Entry, ...]:
+def check_layout(name: str, shapes: Shapes, layout_for: LayoutFor | None = None
+                 ) -> tuple[Entry, ...]:
     """The layout of torchvision's `name` with the classifier rows of `shapes` ({key:
     shape}); raises ValueError naming the first missing, unexpected and wrongly shaped keys.
     Needs shapes only, so a file can be checked before its tensors are read."""
     _check_name(name)
-    entries = layout(name, _num_classes(name, shapes))
+    entries = _layout_for(name, layout_for)(_num_classes(name, shapes))
     report = _mismatch_report(name, entries, shapes)
     if report:
         raise ValueError(report)
     return entries
 
 
-def convert_torchvision(name: str, state_dict: StateDict) -> dict[str, Any]:
-    """Flax variables {"params", "batch_stats"} (NumPy float32) for
-    `create(name, num_classes=<rows of the file's classifier>)` from a torchvision state dict.
+def convert_torchvision(name: str, state_dict: StateDict, layout_for: LayoutFor | None = None
+                        ) -> dict[str, Any]:
+    """Flax variables {"params", "batch_stats"} (NumPy float32) along the layout
+    `layout_for(<rows of the file's classifier>)` from a torchvision state dict.
 
     Raises ValueError naming the first missing, unexpected and wrongly shaped keys.
     """
-    entries = check_layout(name, {k: tuple(np.shape(v)) for k, v in state_dict.items()})
+    entries = check_layout(name, {k: tuple(np.shape(v)) for k, v in state_dict.items()},
+                           layout_for)
     variables: dict[str, Any] = {}
     for entry in entries:
         node = variables.setdefault(entry.collection, {})
@@ -205,7 +237,8 @@ def convert_torchvision(name: str, state_dict: StateDict) -> dict[str, Any]:
     return variables
 
 
-def load_torchvision(name: str, path: str | os.PathLike) -> dict[str, Any]:
+def load_torchvision(name: str, path: str | os.PathLike, layout_for: LayoutFor | None = None
+                     ) -> dict[str, Any]:
     """Reads a torchvision checkpoint of model `name` and converts it for poolnets.
 
     name: one of `SUPPORTED` (resnet18..152, vgg11..19 and their "_bn" forms).
@@ -214,10 +247,12 @@ def load_torchvision(name: str, path: str | os.PathLike) -> dict[str, Any]:
         a pickle that references anything but tensors raises UnsafePickleError unexecuted.
         The file's keys and shapes are checked against `name`'s layout before any tensor is
         read, and tensors holding NaN or Inf are refused by name (ValueError).
-    Returns {"params", "batch_stats"} for `poolnets.models.create(name, num_classes=C)`, C
-    the number of rows of the checkpoint's classifier (1000 for ImageNet). Inputs must be
-    normalised as for torchvision (RGB in [0, 1], mean/std per channel), channels-last.
+    layout_for: the target's layout by number of classes (None: the 0.1 Linen zoo's).
+    Returns {"params", "batch_stats"} along `layout_for(C)`, C the number of rows of the
+    checkpoint's classifier (1000 for ImageNet). Inputs must be normalised as for
+    torchvision (RGB in [0, 1], mean/std per channel), channels-last.
     """
     _check_name(name)
-    state_dict = read_state_dict(path, check_shapes=functools.partial(check_layout, name))
-    return convert_torchvision(name, state_dict)
+    state_dict = read_state_dict(
+        path, check_shapes=functools.partial(check_layout, name, layout_for=layout_for))
+    return convert_torchvision(name, state_dict, layout_for)

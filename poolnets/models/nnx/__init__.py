@@ -31,12 +31,18 @@ from poolnets.models.nnx.layers import (
 )
 from poolnets.models.nnx.lenet import LeNet5, LeNet5_1998
 from poolnets.models.nnx.linen import LinenModel, create_linen
+from poolnets.models.nnx.pretrained import (
+    load_torchvision,
+    load_torchvision_linen,
+    torchvision_layout,
+)
 from poolnets.models.nnx.resnet import RESNETS, ResNet
 from poolnets.models.nnx.vgg import VGG, VGGS
 
 __all__ = ["AllCNN", "CifarResNet", "LeNet5", "LeNet5_1998", "LinenModel", "ResNet", "VGG",
            "ZooModel", "check_create_args", "create", "create_linen", "downsample_names",
-           "head_names", "list_models", "overrides_of", "register_downsample", "register_head"]
+           "head_names", "list_models", "load_torchvision", "load_torchvision_linen",
+           "overrides_of", "register_downsample", "register_head", "torchvision_layout"]
 
 # Each name: a family and its published configuration.
 _MODELS: dict[str, tuple[type[ZooModel], dict[str, Any]]] = {
