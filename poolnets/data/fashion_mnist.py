@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from poolnets.data.sources import DatasetUnavailable
+from poolnets.data.sources import DatasetUnavailable, _quiet
 
 NAME = "fashion_mnist"
 NUM_CLASSES = 10
@@ -208,7 +208,8 @@ def is_prepared(data_dir: str) -> bool:
     import tensorflow_datasets as tfds
 
     try:
-        return tfds.builder(NAME, data_dir=data_dir).is_prepared()
+        with _quiet():  # absl warnings about a missing or empty version folder
+            return tfds.builder(NAME, data_dir=data_dir).is_prepared()
     except Exception:  # noqa: BLE001 -- an unreadable dataset_info is "not prepared"
         return False
 
@@ -230,11 +231,14 @@ def prepare(data_dir: str, directory: str | None = None) -> None:
         source = load_source(directory)
         print(f"poolnets: preparing {NAME} from {directory} (no download) in {data_dir}",
               file=sys.stderr)
-        builder = _builder_class()(source=source, data_dir=data_dir,
-                                   file_format="array_record")
         tfds.display_progress_bar(False)
         try:
-            builder.download_and_prepare(
-                download_config=tfds.download.DownloadConfig(try_download_gcs=False))
+            # quiet: TFDS warns that the version folder it is about to fill has no
+            # dataset_info.json, which is true and expected on a first preparation
+            with _quiet():
+                builder = _builder_class()(source=source, data_dir=data_dir,
+                                           file_format="array_record")
+                builder.download_and_prepare(
+                    download_config=tfds.download.DownloadConfig(try_download_gcs=False))
         finally:
             tfds.display_progress_bar(True)
