@@ -1,8 +1,8 @@
 """torchvision ResNet / VGG state dicts -> Flax variables {"params", "batch_stats"}.
 
 The expected state dict is derived from a variable tree the caller gives (`derive_layout`:
-shapes under the model's module paths; the models own their pretrained entry points, so
-this package imports no model), by renaming modules to torchvision's attribute paths:
+shapes under the model's module paths; the models own their pretrained entry points and
+pass it in), by renaming modules to torchvision's attribute paths:
 
     ResNet  stem_conv, stem_bn -> conv1, bn1;  stage{i}_block{j} -> layer{i}.{j};
             proj_conv, proj_bn -> downsample.0, downsample.1;  fc -> fc
@@ -18,9 +18,9 @@ out); VGG's first classifier layer also reorders its inputs, since torchvision f
 
 A layout is passed as `layout_for`, a function of the number of classes returning the
 `Entry`s (e.g. `functools.partial(poolnets.models.nnx.torchvision_layout, name)`). Without
-one, the 0.1 Linen zoo's layout is used (`linen_zoo_layout`, the one import of
-`poolnets.models` left here, for `poolnets.models.load_torchvision` until the NNX zoo
-becomes `poolnets.models`).
+one, the 0.1 Linen zoo's layout is used (`layout`, with `_linen_vgg_feature_index` the
+only code here that imports `poolnets.models`: it serves the Linen zoo's
+`poolnets.models.load_torchvision` and goes when the NNX zoo becomes `poolnets.models`).
 """
 
 from __future__ import annotations
