@@ -101,7 +101,8 @@ def to_linen(nnx_class: type[Pool]) -> type[Bridged]:
                  **kwargs: Any) -> None:
         # Linen's clone() passes the fields back as args=/kwargs=; users pass the NNX
         # class's own arguments.
-        if set(kwargs) == {"args", "kwargs"} and not args:
+        cloned = set(kwargs) == {"args", "kwargs"} and not args
+        if cloned:
             args, kwargs = kwargs["args"], dict(kwargs["kwargs"])
         bad = {"in_features", "rngs"} & set(kwargs)
         if bad:
@@ -110,6 +111,11 @@ def to_linen(nnx_class: type[Pool]) -> type[Bridged]:
         linen_kwargs = {k: v for k, v in (("name", name), ("parent", parent))
                         if v is not _MISSING}
         dataclass_init(self, args=tuple(args), kwargs=FrozenDict(kwargs), **linen_kwargs)
+        if at is None and not cloned:
+            # Bad arguments fail here, before anything is traced: the NNX module is built
+            # once (no parameters beyond scalars; those without in_features need no rngs).
+            # Modules with per-feature parameters can only check theirs at the first call.
+            nnx_class(*args, **kwargs)
 
     cls.__init__ = __init__
     return cls

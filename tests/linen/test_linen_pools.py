@@ -118,7 +118,11 @@ def test_output_shape_and_argument_errors():
     with pytest.raises(TypeError, match="in_features is the input's last dim"):
         plinen.GatedPool(2, in_features=3)
     with pytest.raises(ValueError, match="strides"):
-        plinen.MaxPool(2, 0).init(jax.random.key(0), X)
+        plinen.MaxPool(2, 0)  # when built, before any init
+    with pytest.raises(ValueError, match="ratio"):
+        plinen.FractionalMaxPool(ratio=3.0)
+    with pytest.raises(ValueError, match="num_heads"):  # per-feature: at the first call
+        plinen.MAPHead(num_heads=2).init(jax.random.key(0), X)
 
 
 def test_inside_a_linen_model():
