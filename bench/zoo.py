@@ -45,7 +45,7 @@ from poolnets.models import nnx as zoo
 POOLS = ("max", "avg", "blur")
 DTYPES = ("float32", "bfloat16")
 COLUMNS = ("model", "pool", "batch", "dtype", "infer img/s", "train img/s", "params",
-           "GFLOPs/img", "compile s")
+           "MFLOPs/img", "compile s")
 
 
 def published(name: str) -> tuple[tuple[int, ...], int]:
@@ -156,9 +156,9 @@ def fmt(row: dict[str, Any]) -> str:
         elif column in ("infer img/s", "train img/s"):
             cells.append(f"{value:,.1f}" if value < 100 else f"{value:,.0f}")
         elif column == "params":
-            cells.append(f"{value / 1e6:.3f}M")
-        elif column == "GFLOPs/img":
-            cells.append(f"{value / 1e9:.4f}")
+            cells.append(f"{value:,}")
+        elif column == "MFLOPs/img":
+            cells.append(f"{value / 1e6:,.3f}" if value < 1e6 else f"{value / 1e6:,.1f}")
         elif column == "compile s":
             cells.append(f"{value:.1f}")
         else:
@@ -240,7 +240,7 @@ def main(argv: list[str] | None = None) -> None:
                               f"{type(e).__name__}: {' '.join(str(e).split())[:200]} |",
                               flush=True)
                         continue
-                    row["GFLOPs/img"] = flops
+                    row["MFLOPs/img"] = flops
                     print(fmt(row), flush=True)
     print(f"# load average at end {' '.join(f'{v:.1f}' for v in os.getloadavg())}")
 
