@@ -166,17 +166,27 @@ def fmt(row: dict[str, Any]) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
+def fail(message: str) -> None:
+    """Bad command-line input: one line on stderr, exit status 2."""
+    print(f"zoo.py: error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse's own errors, one line too
+        fail(message)
+
+
 def choose(text: str, choices: list[str] | tuple[str, ...], what: str) -> list[str]:
     """Comma-separated names or fnmatch patterns, each matching at least one choice."""
     chosen: list[str] = []
     for item in (t.strip() for t in text.split(",") if t.strip()):
         hits = [c for c in choices if fnmatch.fnmatchcase(c, item)]
         if not hits:
-            raise SystemExit(f"zoo.py: error: --{what} {item!r} matches nothing; choices: "
-                             f"{', '.join(choices)}")
+            fail(f"--{what} {item!r} matches nothing; choices: {', '.join(choices)}")
         chosen += [h for h in hits if h not in chosen]
     if not chosen:
-        raise SystemExit(f"zoo.py: error: --{what} is empty; choices: {', '.join(choices)}")
+        fail(f"--{what} is empty; choices: {', '.join(choices)}")
     return chosen
 
 
@@ -186,13 +196,12 @@ def positive_ints(text: str, what: str) -> list[int]:
     except ValueError:
         values = []
     if not values or min(values) < 1:
-        raise SystemExit(f"zoo.py: error: --{what} {text!r} must be positive integers, "
-                         "comma-separated")
+        fail(f"--{what} {text!r} must be positive integers, comma-separated")
     return values
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = _Parser(description=__doc__.split("\n\n")[0])
     p.add_argument("--models", default="*", help="names or fnmatch patterns, comma-separated")
     p.add_argument("--pools", default=",".join(POOLS),
                    help="downsample names (poolnets.models.nnx.downsample_names())")
@@ -209,7 +218,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     default = "1,32" if jax.default_backend() == "cpu" else "1,64,256"
     args.batches = positive_ints(args.batches or default, "batches")
     if not args.width > 0 or args.steps < 1 or args.warmup < 0:
-        raise SystemExit("zoo.py: error: --width must be > 0, --steps >= 1, --warmup >= 0")
+        fail(f"--width must be > 0 (got {args.width}), --steps >= 1 (got {args.steps}), "
+             f"--warmup >= 0 (got {args.warmup})")
     return args
 
 
