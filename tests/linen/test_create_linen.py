@@ -134,6 +134,23 @@ def test_random_pools_and_dropout_draw_from_linens_streams():
                        shapes, x32)
 
 
+def test_features_and_intermediates_are_the_nnx_models():
+    module = zoo.create_linen("resnet20", num_classes=10, width=0.25)
+    x = jax.ShapeDtypeStruct((2, 32, 32, 3), jnp.float32)
+    variables = jax.eval_shape(lambda x: module.init(jax.random.key(0), x), x)
+    maps = jax.eval_shape(lambda v, x: module.apply(v, x, method="forward_intermediates"),
+                          variables, x)
+    info = nnx.eval_shape(lambda: zoo.create("resnet20", num_classes=10, width=0.25))
+    assert [m.shape for m in maps] == [(2, 32 // i["reduction"], 32 // i["reduction"],
+                                        i["channels"]) for i in info.feature_info]
+    feats = jax.eval_shape(lambda v, x: module.apply(v, x, method="forward_features"),
+                           variables, x)
+    assert feats.shape == maps[-1].shape
+    last = jax.eval_shape(lambda v, x: module.apply(
+        v, x, indices=[-1], method=module.forward_intermediates), variables, x)
+    assert [m.shape for m in last] == [maps[-1].shape]
+
+
 def test_bad_arguments_fail_before_tracing():
     with pytest.raises(ValueError, match="resnet18"):
         zoo.create_linen("resnet81", num_classes=10)

@@ -69,20 +69,35 @@ def _build(*, model: str, num_classes: int, options: FrozenDict, train: bool,
 
 class LinenModel(linen.Module):
     """Zoo model `model` as a Linen module (made by `create_linen`): `__call__(x, train=False)`
-    gives logits `(N, num_classes)` for `x: (N, *spatial, C)`."""
+    gives logits `(N, num_classes)` for `x: (N, *spatial, C)`; `forward_features` and
+    `forward_intermediates` are the NNX model's (`module.apply(variables, x,
+    method="forward_intermediates")`)."""
 
     model: str
     num_classes: int
     options: FrozenDict = FrozenDict()
 
     @linen.compact
-    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+    def run(self, x: jax.Array, train: bool, method: str, **kwargs: Any) -> Any:
+        """NNX model method `method` on `x` (every public method goes through here)."""
         given = tuple(s for s in STREAMS if self.has_rng(s))
         net = bridge.ToLinen(_build, kwargs=FrozenDict(
             model=self.model, num_classes=self.num_classes, options=dict(self.options),
             train=bool(train), given=given, initializing=self.is_initializing()))
         linen.share_scope(self, net)  # the NNX model's variables at the top level
-        return net(x, train=train)
+        return net(x, train=train, nnx_method=method, **kwargs)
+
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        return self.run(x, train, "__call__")
+
+    def forward_features(self, x: jax.Array, train: bool = False) -> jax.Array:
+        """The last feature map, before the head."""
+        return self.run(x, train, "forward_features")
+
+    def forward_intermediates(self, x: jax.Array, indices: Any = None, train: bool = False
+                              ) -> list[jax.Array]:
+        """The feature maps of the NNX model's `feature_info` entries picked by `indices`."""
+        return self.run(x, train, "forward_intermediates", indices=indices)
 
 
 def create_linen(name: str, *, num_classes: int, **options: Any) -> LinenModel:
