@@ -263,6 +263,10 @@ def export_run(
     if path is not None:
         data = exported.serialize()
         write_atomic(path, lambda f: f.write(data))
+        # write_atomic's temporary file is private (0600); the export is meant to be shared
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(path, 0o666 & ~umask)
     return exported
 
 

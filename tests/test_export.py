@@ -84,6 +84,9 @@ def test_cli_writes_a_program_that_gives_the_models_logits_at_batch_1_and_3(run,
     out = str(tmp_path / "lenet5.jax")
     assert export.main(["--workdir", workdir, "--out", out]) == 0
     assert "wrote" in capsys.readouterr().out
+    umask = os.umask(0)
+    os.umask(umask)
+    assert os.stat(out).st_mode & 0o777 == 0o666 & ~umask  # as any file the user writes
     with open(out, "rb") as f:
         exported = jax.export.deserialize(f.read())
     assert exported.platforms == ("cpu", "cuda")
