@@ -1,18 +1,20 @@
-"""LeNet-5 (ReLU, max pool, 61,706 parameters) on Fashion-MNIST, 28x28 zero-padded to 32x32.
+"""LeNet-5 at 1.25x width (ReLU, max pool, 96,293 parameters) on Fashion-MNIST, 28x28
+zero-padded to 32x32.
 
 Command:   nice -n 10 .venv/bin/python train.py --config configs/fashion_lenet.py \
-               --workdir /tmp/fm/s0 --config.seed=0 --config.data_dir=/tmp/fm/data
+               --workdir /tmp/fm/w0 --config.seed=0 --config.data_dir=/tmp/fm/data
            (seeds 1 and 2 likewise; /tmp/fm/data held fashion_mnist prepared from the
            Debian package's files, as the first run prepares it in any data_dir)
 Hardware:  2-core x86-64 CPU (AMD EPYC), JAX CPU backend, no accelerator.
-Runtime:   231-232 s of CPU time (user + system) per run for the whole process (imports,
+Runtime:   275-277 s of CPU time (user + system) per run for the whole process (imports,
            data read, compilation, 7,020 steps, 15 evaluations): under 5 minutes of CPU. Wall
-           time on an idle machine was not measured: here it was 26 min, the three seeds
-           running at once beside other jobs (load average 8-16). /usr/bin/time -v, 2026-12-06.
-Result:    test_accuracy 0.9170 / 0.9131 / 0.9173 for seeds 0 / 1 / 2: mean 0.9158, sample
-           standard deviation 0.0023. Below the 0.925 the issue asks for; this setting is the best
-           of four 15-epoch seed-0 runs of LeNet-5 (others: no augmentation 0.9155; AdamW 2e-3
-           with +-1 px 0.9146; AdamW with +-2 px and flips 0.9046; docs/fashion_mnist.md).
+           time on an idle machine was not measured: here it was 19 min, the three seeds
+           running at once beside other jobs (load average 8-12). /usr/bin/time -v, 2026-12-06.
+Result:    test_accuracy 0.9186 / 0.9205 / 0.9221 for seeds 0 / 1 / 2: mean 0.9204, sample
+           standard deviation 0.0018. Below the 0.925 the issue asks for. At the published
+           width (--config.model.width=1.0, 61,706 parameters) the same recipe gave 0.9170 /
+           0.9131 / 0.9173 (mean 0.9158, sd 0.0023) in 231-232 s of CPU; other settings tried
+           at width 1.0 are in docs/fashion_mnist.md.
 """
 
 import ml_collections
@@ -23,6 +25,7 @@ from poolnets.training.defaults import base_config
 def get_config() -> ml_collections.ConfigDict:
     config = base_config()  # every field and its default: poolnets/training/defaults.py
     config.model.name = "lenet5"
+    config.model.width = 1.25  # every hidden width x1.25: 96,293 parameters, under 100K
     config.dataset = "fashion_mnist"  # prepared from the Debian package's files on first use
     config.batch_size = 128
     config.eval_batch_size = 1000
