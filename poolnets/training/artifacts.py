@@ -31,6 +31,29 @@ class WriteError(RuntimeError):
     """A workdir file that could not be written (disk full, permissions); one-line message."""
 
 
+def _is_key(leaf: Any) -> bool:
+    import jax
+
+    return hasattr(leaf, "dtype") and jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key)
+
+
+def _key_data(tree: Any) -> Any:
+    """`tree` with typed PRNG keys (an NNX model's RNG streams) as their uint32 key data,
+    which orbax can store."""
+    import jax
+
+    return jax.tree.map(lambda x: jax.random.key_data(x) if _is_key(x) else x, tree)
+
+
+def _with_keys(tree: Any, like: Any) -> Any:
+    """`tree` restored from `_key_data` form, its keys typed again where `like`'s are."""
+    import jax
+
+    return jax.tree.map(
+        lambda x, t: jax.random.wrap_key_data(x, impl=jax.random.key_impl(t))
+        if _is_key(t) else x, tree, like)
+
+
 def _os_error(error: BaseException) -> OSError | None:
     """The OSError that `error` is or was raised from (orbax wraps them), if any."""
     seen = set()
@@ -305,7 +328,7 @@ class Checkpoints:
         failures = []
         try:
             for step in steps:
-                items = {STATE_ITEM: ocp.args.StandardRestore(target)}
+                items = {STATE_ITEM: ocp.args.StandardRestore(_key_data(target))}
                 if os.path.isdir(os.path.join(self.directory, str(step), DATA_ITEM)):
                     items[DATA_ITEM] = ocp.args.JsonRestore()
                 try:
@@ -316,7 +339,7 @@ class Checkpoints:
                     continue
                 self.skipped = failures
                 self.restored_data = restored.get(DATA_ITEM)
-                return restored[STATE_ITEM], step
+                return _with_keys(restored[STATE_ITEM], target), step
         finally:
             with _orbax_call():
                 manager.close()
@@ -382,7 +405,7 @@ class Checkpoints:
                     self._manager = self._open(writing=True)
                 if step in self._manager.all_steps():
                     return
-                items = {STATE_ITEM: ocp.args.StandardSave(state)}
+                items = {STATE_ITEM: ocp.args.StandardSave(_key_data(state))}
                 if data is not None:
                     items[DATA_ITEM] = ocp.args.JsonSave(data)
                 self._manager.save(step, args=ocp.args.Composite(**items))
