@@ -12,7 +12,8 @@ Restarting with the same workdir resumes from the newest checkpoint: the
 state (step, params, BatchNorm statistics, the model's RNG streams, optimizer state) and
 the input iterator's state (Grain, `poolnets.data.train_batches`: the batch order is a
 function of (seed, epoch)) are restored; augmentation draws from fold_in(key, step) and
-dropout and random pools from the restored RNG streams, so the resumed run equals an uninterrupted one.
+dropout and random pools from the restored RNG streams, so the resumed run equals an
+uninterrupted one.
 Models are Flax NNX modules (`poolnets.models.nnx`), trained through `nnx.split` state
 (`poolnets.training.state`).
 """
