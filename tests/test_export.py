@@ -37,23 +37,23 @@ def run(tmp_path_factory):
     from poolnets.training import artifacts
     from poolnets.training.defaults import base_config
     from poolnets.training.loop import create_model
-    from poolnets.training.state import create_train_state
+    from poolnets.training.state import create_train_state, merge
 
     config = base_config()
     config.model.name, config.model.width, config.dataset = "lenet5", 0.5, "digits"
-    model = create_model(config, 10)
-    state = create_train_state(model, optax.sgd(0.1), jax.random.key(3), (32, 32, 1))
+    graphdef, state = create_train_state(create_model(config, 10), optax.sgd(0.1),
+                                         jax.random.key(3), (32, 32, 1))
     workdir = str(tmp_path_factory.mktemp("run"))
     checkpoints = artifacts.Checkpoints(workdir, keep=1)
     checkpoints.write_config(config.to_dict())
     checkpoints.save(7, state)
     checkpoints.close()
-    return workdir, model, state.variables()
+    return workdir, merge(graphdef, state)
 
 
 def test_cli_writes_a_program_that_gives_the_models_logits_at_batch_1_and_3(run, tmp_path,
                                                                            capsys):
-    workdir, model, variables = run
+    workdir, model = run
     out = str(tmp_path / "lenet5.jax")
     assert export.main(["--workdir", workdir, "--out", out]) == 0
     assert "wrote" in capsys.readouterr().out
@@ -64,8 +64,7 @@ def test_cli_writes_a_program_that_gives_the_models_logits_at_batch_1_and_3(run,
     assert str(aval.shape[0]) == "batch" and aval.shape[1:] == (32, 32, 1)
     assert aval.dtype == np.float32  # digits are stored as float32 in [0, 1]
     images = np.random.default_rng(0).random((3, 32, 32, 1), np.float32)
-    expected = model.apply(variables, preprocess(images, None, DATASETS["digits"].preprocess),
-                           train=False)
+    expected = model(preprocess(images, None, DATASETS["digits"].preprocess), train=False)
     for n in (1, 3):
         got = exported.call(images[:n])
         assert got.shape == (n, 10) and got.dtype == np.float32
@@ -202,7 +201,7 @@ def cli_error(capsys, *argv):
 
 
 def test_cli_errors_are_one_line_exit_2(run, tmp_path, capsys):
-    workdir, _, _ = run
+    workdir, _ = run
     out = str(tmp_path / "m.jax")
     assert "is not a directory" in cli_error(capsys, "--workdir", str(tmp_path / "no"),
                                              "--out", out)

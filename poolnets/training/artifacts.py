@@ -46,9 +46,12 @@ def _key_data(tree: Any) -> Any:
 
 
 def _with_keys(tree: Any, like: Any) -> Any:
-    """`tree` restored from `_key_data` form, its keys typed again where `like`'s are."""
+    """`tree` restored from `_key_data` form, its keys typed again where `like`'s are (no
+    `like`: restored as saved)."""
     import jax
 
+    if like is None:
+        return tree
     return jax.tree.map(
         lambda x, t: jax.random.wrap_key_data(x, impl=jax.random.key_impl(t))
         if _is_key(t) else x, tree, like)
