@@ -259,3 +259,14 @@ def test_consecutive_steps_draw_new_random_pool_masks():
     assert float(m1["loss"]) != float(m2["loss"])  # same weights, batch, step: new masks
     again, m3 = step(state, images, labels, key)
     assert float(m3["loss"]) == float(m1["loss"])  # the RNG state alone decides the masks
+
+
+def test_a_module_instance_starts_from_its_own_state():
+    """train_and_evaluate(model=<nnx.Module>) trains from the module's weights and RNG
+    state, whatever the seed; a build is initialised from the key."""
+    module = TinyCNN(rngs=nnx.Rngs(7))
+    tx = make_optimizer("sgd", make_schedule("constant", 0.1, 2, 0))
+    _, state = create_train_state(module, tx, jax.random.key(0), (32, 32, 1))
+    chex.assert_trees_all_equal(state.params, nnx.state(module, nnx.Param).to_pure_dict())
+    _, built = create_train_state(TinyCNN, tx, jax.random.key(0), (32, 32, 1))
+    assert not np.array_equal(built.params["conv"]["kernel"], state.params["conv"]["kernel"])
