@@ -31,32 +31,6 @@ class WriteError(RuntimeError):
     """A workdir file that could not be written (disk full, permissions); one-line message."""
 
 
-def _is_key(leaf: Any) -> bool:
-    import jax
-
-    return hasattr(leaf, "dtype") and jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key)
-
-
-def _key_data(tree: Any) -> Any:
-    """`tree` with typed PRNG keys (an NNX model's RNG streams) as their uint32 key data,
-    which orbax can store."""
-    import jax
-
-    return jax.tree.map(lambda x: jax.random.key_data(x) if _is_key(x) else x, tree)
-
-
-def _with_keys(tree: Any, like: Any) -> Any:
-    """`tree` restored from `_key_data` form, its keys typed again where `like`'s are (no
-    `like`: restored as saved)."""
-    import jax
-
-    if like is None:
-        return tree
-    return jax.tree.map(
-        lambda x, t: jax.random.wrap_key_data(x, impl=jax.random.key_impl(t))
-        if _is_key(t) else x, tree, like)
-
-
 def _os_error(error: BaseException) -> OSError | None:
     """The OSError that `error` is or was raised from (orbax wraps them), if any."""
     seen = set()
@@ -312,6 +286,8 @@ class Checkpoints:
         """
         import orbax.checkpoint as ocp
 
+        from poolnets.training.state import keys_as_data, keys_from_data
+
         steps = self.steps()
         if not steps:
             return target, None
@@ -331,7 +307,7 @@ class Checkpoints:
         failures = []
         try:
             for step in steps:
-                items = {STATE_ITEM: ocp.args.StandardRestore(_key_data(target))}
+                items = {STATE_ITEM: ocp.args.StandardRestore(keys_as_data(target))}
                 if os.path.isdir(os.path.join(self.directory, str(step), DATA_ITEM)):
                     items[DATA_ITEM] = ocp.args.JsonRestore()
                 try:
@@ -342,7 +318,7 @@ class Checkpoints:
                     continue
                 self.skipped = failures
                 self.restored_data = restored.get(DATA_ITEM)
-                return _with_keys(restored[STATE_ITEM], target), step
+                return keys_from_data(restored[STATE_ITEM], target), step
         finally:
             with _orbax_call():
                 manager.close()
@@ -401,6 +377,8 @@ class Checkpoints:
         """
         import orbax.checkpoint as ocp
 
+        from poolnets.training.state import keys_as_data
+
         where = os.path.join(self.directory, str(step))
         try:
             with _orbax_call():
@@ -408,7 +386,7 @@ class Checkpoints:
                     self._manager = self._open(writing=True)
                 if step in self._manager.all_steps():
                     return
-                items = {STATE_ITEM: ocp.args.StandardSave(_key_data(state))}
+                items = {STATE_ITEM: ocp.args.StandardSave(keys_as_data(state))}
                 if data is not None:
                     items[DATA_ITEM] = ocp.args.JsonSave(data)
                 self._manager.save(step, args=ocp.args.Composite(**items))

@@ -123,6 +123,26 @@ def train_state_init(build: nnx.Module | Build, tx: optax.GradientTransformation
     return graphdef, init
 
 
+def _is_key(leaf: Any) -> bool:
+    return hasattr(leaf, "dtype") and jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key)
+
+
+def keys_as_data(tree: Any) -> Any:
+    """`tree` with typed PRNG keys (the RNG streams' keys) as their uint32 key data, which
+    orbax can store."""
+    return jax.tree.map(lambda x: jax.random.key_data(x) if _is_key(x) else x, tree)
+
+
+def keys_from_data(tree: Any, like: Any) -> Any:
+    """`tree` from `keys_as_data` form, its keys typed again where `like`'s are (`like`
+    None: `tree` as it is)."""
+    if like is None:
+        return tree
+    return jax.tree.map(
+        lambda x, t: jax.random.wrap_key_data(x, impl=jax.random.key_impl(t))
+        if _is_key(t) else x, tree, like)
+
+
 def count_params(params: Any) -> int:
     """Number of scalars in a parameter pytree."""
     return int(sum(np.prod(p.shape) for p in jax.tree.leaves(params)))
