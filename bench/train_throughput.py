@@ -6,12 +6,14 @@ synthetic uint8 data, for a few models. A benchmark, not a test.
 
 Per model: one warm-up step after compilation, then `--steps` timed steps (each waited on);
 images/s = batch / median step time. The step runs over a mesh of all local devices, exactly
-as train.py runs it (same compile_steps), with the synthetic dataset's preprocessing.
+as train.py runs it (same compile_steps, the NNX model of `poolnets.models.nnx.create`), with
+the synthetic dataset's preprocessing.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import platform
 import statistics
 import time
@@ -20,8 +22,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from poolnets import models
 from poolnets.data import Preprocess
+from poolnets.models import nnx as zoo
 from poolnets.training.optim import make_optimizer, make_schedule
 from poolnets.training.state import create_train_state
 from poolnets.training.steps import compile_steps, make_mesh, put_batch, put_replicated
@@ -38,10 +40,11 @@ CASES = {
 def measure(name: str, steps: int, batch: int | None = None) -> dict:
     shape, default_batch, classes = CASES[name]
     batch = batch or default_batch
-    model = models.create(name, num_classes=classes)
+    build = functools.partial(zoo.create, name, num_classes=classes)
     tx = make_optimizer("sgd", make_schedule("constant", 0.01, 10**6, 0), weight_decay=5e-4)
     mesh = make_mesh()
-    state = put_replicated(mesh, create_train_state(model, tx, jax.random.key(0), shape))
+    model, state = create_train_state(build, tx, jax.random.key(0), shape)
+    state = put_replicated(mesh, state)
     key = put_replicated(mesh, jax.random.key(1))
     t0 = time.perf_counter()
     train, _ = compile_steps(mesh, state, (batch, *shape), (batch, *shape),

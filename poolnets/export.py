@@ -172,6 +172,29 @@ def _check_out(out: str) -> str:
     return path
 
 
+def checkpoint_model(build: Any, saved: dict, image_shape: tuple) -> Any:
+    """The NNX model of `build` holding a checkpoint's state `saved` (restored without a
+    target: dicts, RNG keys as their key data, list indices possibly as strings)."""
+    from flax import nnx
+
+    from poolnets.training.state import as_build, graphdef_of
+
+    build = as_build(build)
+    graphdef = graphdef_of(build, image_shape)
+    abstract = nnx.eval_shape(lambda: build(rngs=nnx.Rngs(0)))
+    states = []
+    for kind, name in ((nnx.Param, "params"), (nnx.BatchStat, "batch_stats"),
+                       (nnx.RngState, "rngs")):
+        state = nnx.state(abstract, kind)
+        nnx.replace_by_pure_dict(state, saved.get(name) or {})
+        flat = dict(nnx.to_flat_state(state))
+        for variable in flat.values():
+            if isinstance(variable, nnx.RngKey):  # saved as key data
+                variable.set_value(jax.random.wrap_key_data(variable.get_value()))
+        states.append(nnx.from_flat_state(flat))
+    return nnx.merge(graphdef, *states)
+
+
 def _read_config(workdir: str) -> dict:
     from poolnets.training.artifacts import CONFIG_FILE
 
@@ -228,8 +251,9 @@ def export_run(
 ) -> jax.export.Exported:
     """Exports the newest restorable checkpoint of the training run in `workdir`.
 
-    The model is rebuilt from workdir/config.json (`poolnets.training.loop.create_model`);
-    pass `model` when the run was trained on a module given to `train_and_evaluate`. Input:
+    The NNX model is rebuilt from workdir/config.json (`poolnets.training.loop.create_model`)
+    and given the checkpoint's state; pass `model` (the build or module given to
+    `train_and_evaluate`) when the run was trained on one. Input:
     the dataset's stored shape and dtype; preprocessing: its evaluation preprocessing.
     out: where the serialized program is written (atomically); None: only returned.
     Raises ExportError (no workdir, no config, no checkpoint, bad `out`), ConfigError and
@@ -251,13 +275,11 @@ def export_run(
     if step is None:
         raise ExportError(f"--workdir {workdir!r} has no checkpoint in "
                           f"{checkpoints.directory}")
-    variables = {"params": state["params"]}
-    if state.get("batch_stats"):
-        variables["batch_stats"] = state["batch_stats"]
-    module = model if model is not None else create_model(config, plan.num_classes)
+    module = checkpoint_model(model if model is not None else create_model(
+        config, plan.num_classes), state, plan.image_shape)
     spec = plan.spec
     # the eval step ignores the augmentation fields, so the dataset's spec is the run's
-    exported = export_model(module, variables, image_shape=spec.stored_shape or spec.image_shape,
+    exported = export_model(module, image_shape=spec.stored_shape or spec.image_shape,
                             input_dtype=spec.stored_dtype, preprocess_spec=spec.preprocess,
                             platforms=platforms)
     if path is not None:

@@ -43,16 +43,16 @@ WRITE_RUN = textwrap.dedent("""
     from poolnets.training.defaults import base_config
     from poolnets.training.loop import create_model
     from poolnets.training.optim import make_optimizer
-    from poolnets.training.state import create_train_state
+    from poolnets.training.state import create_train_state, merge
     from poolnets.training.steps import make_mesh, put_replicated
 
     assert jax.device_count() == 2, jax.devices()
     workdir = sys.argv[1]
     config = base_config()
     config.model.name, config.model.width, config.dataset = "lenet5", 0.5, "digits"
-    model = create_model(config, 10)
     tx = make_optimizer("sgd", lambda step: 0.1, momentum=0.9, weight_decay=5e-4)
-    state = create_train_state(model, tx, jax.random.key(3), (32, 32, 1))
+    graphdef, state = create_train_state(create_model(config, 10), tx, jax.random.key(3),
+                                         (32, 32, 1))
     state = put_replicated(make_mesh(), state)
     checkpoints = artifacts.Checkpoints(workdir, keep=1)
     checkpoints.write_config(config.to_dict())
@@ -61,7 +61,7 @@ WRITE_RUN = textwrap.dedent("""
     images = np.random.default_rng(0).random((3, 32, 32, 1), np.float32)
     x = preprocess(images, None, DATASETS["digits"].preprocess)
     np.save(f"{workdir}/images.npy", images)
-    np.save(f"{workdir}/logits.npy", model.apply(state.variables(), x, train=False))
+    np.save(f"{workdir}/logits.npy", merge(graphdef, state)(x, train=False))
 """)
 
 

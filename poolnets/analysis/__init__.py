@@ -8,7 +8,7 @@
     robustness       accuracy under Gaussian / salt-and-pepper noise, rotation, scaling
     generalisation   train-test accuracy gap
     gradcam          Grad-CAM (Selvaraju et al. 2017) for any model and named layer
-    taps             read / perturb any named submodule's output (flax intercept_methods)
+    taps             read / perturb any named submodule's output (NNX class swap on a copy)
     fit              train several seeds of one architecture in one compiled program
     stages           PoolStack: a CNN with a chosen number of pooling stages
 

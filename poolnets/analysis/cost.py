@@ -11,17 +11,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import traverse_util
+from flax import nnx, traverse_util
 
 
 def params_per_layer(params: Mapping[str, Any]) -> dict[str, int]:
     """Number of parameters of each module that owns parameters, keyed by its path "A/B".
 
-    params: the "params" collection of a Flax model. The values sum to `total_params`.
+    params: an NNX model's `nnx.state(model, nnx.Param).to_pure_dict()` (or a Linen
+    model's "params" collection). The values sum to `total_params`.
     """
     counts: dict[str, int] = {}
     for path, leaf in traverse_util.flatten_dict(dict(params)).items():
@@ -61,43 +61,50 @@ def xla_cost(fn: Any, *args: Any) -> dict[str, float]:
     return out
 
 
-def forward_cost(model: nn.Module, variables: Any, image_shape: tuple[int, ...],
+def forward_cost(model: nnx.Module, image_shape: tuple[int, ...],
                  batch: int = 1) -> dict[str, float]:
-    """`xla_cost` of `model.apply(variables, x, train=False)` on `batch` zero images of
-    shape `image_shape` (H, W, C), divided by `batch`: FLOPs and bytes per image."""
+    """`xla_cost` of `model(x, train=False)` (an NNX module; its state is an argument of the
+    compiled function, not a constant) on `batch` zero images of shape `image_shape`
+    (H, W, C), divided by `batch`: FLOPs and bytes per image."""
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch!r}")
-    key = jax.random.key(0)
+    graphdef, state = nnx.split(model)
 
-    def forward(variables: Any, x: jax.Array) -> jax.Array:
-        return model.apply(variables, x, train=False, rngs={"dropout": key, "pool": key})
+    def forward(state: Any, x: jax.Array) -> jax.Array:
+        return nnx.merge(graphdef, state)(x, train=False)
 
     x = jax.ShapeDtypeStruct((batch, *image_shape), jnp.float32)
-    cost = xla_cost(forward, variables, x)
+    cost = xla_cost(forward, state, x)
     return {k: v / batch for k, v in cost.items()}
 
 
-def activation_sizes(model: nn.Module, variables: Any, images: jax.Array) -> dict[str, int]:
-    """Elements per example of every module output on the forward pass, keyed by module path.
+def activation_sizes(model: nnx.Module, images: Any) -> dict[str, int]:
+    """Elements per example of every submodule's output on the forward pass (eval mode),
+    keyed by module path ("A/B"; a method other than `__call__` adds "/<method>").
+    Captured with `nnx.capture(..., method_outputs=nnx.Intermediate)` under abstract
+    evaluation; a module called twice reports its last call. `peak_activation` takes the
+    maximum."""
+    graphdef, state = nnx.split(model)
 
-    Captured with Flax's `capture_intermediates` (the `__call__` output of each submodule;
-    the model's own output is keyed "__call__"). `peak_activation` takes the maximum.
-    """
-    key = jax.random.key(0)
-    _, state = jax.eval_shape(
-        lambda v, x: model.apply(v, x, train=False, capture_intermediates=True,
-                                 mutable=["intermediates"], rngs={"dropout": key, "pool": key}),
-        variables, images)
-    sizes = {}
-    for path, leaf in traverse_util.flatten_dict(state["intermediates"]).items():
-        name = "/".join(p for p in path if p != "__call__") or "__call__"
-        for out in jax.tree.leaves(leaf):
-            sizes[name] = int(np.prod(out.shape[1:]))
-    return sizes
+    def outputs(state: Any, x: jax.Array) -> dict[str, jax.Array]:
+        net = nnx.merge(graphdef, state)
+        _, captured = nnx.capture(net, nnx.Intermediate,
+                                  method_outputs=nnx.Intermediate)(x, train=False)
+        found = {}
+        for path, variable in nnx.to_flat_state(captured):
+            value = variable.get_value()
+            calls = value if isinstance(value, tuple) else (value,)
+            arrays = [c for c in calls if isinstance(c, jax.Array)]
+            if arrays:  # methods returning modules or ops (stages(), ...) are not outputs
+                found["/".join(str(p) for p in path if p != "__call__")] = arrays[-1]
+        return found
+
+    shapes = jax.eval_shape(outputs, state, images)
+    return {name: int(np.prod(out.shape[1:])) for name, out in shapes.items()}
 
 
-def peak_activation(model: nn.Module, variables: Any, images: jax.Array) -> tuple[str, int]:
+def peak_activation(model: nnx.Module, images: Any) -> tuple[str, int]:
     """(module path, elements per example) of the largest single module output."""
-    sizes = activation_sizes(model, variables, images)
+    sizes = activation_sizes(model, images)
     name = max(sizes, key=sizes.__getitem__)
     return name, sizes[name]

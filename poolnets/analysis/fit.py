@@ -2,9 +2,10 @@
 
 The training is `poolnets.training`'s: a training config (`base_config()` fields) gives the
 step counts, learning-rate schedule and optimizer (`poolnets.training.optim.make_recipe`),
-each seed's initial state is `train_state_init` with `split(key(seed))[0]` and its steps
-run `poolnets.training.steps.train_step` with `split(key(seed))[1]`, as `train.py` would
-with `--config.seed=<seed>`; only the data stays in memory (float32 model input, optionally
+each seed's initial state is `train_state_init` (the NNX model built from
+`split(key(seed))[0]`) and its steps run `poolnets.training.steps.train_step` with
+`split(key(seed))[1]`, as `train.py` would with `--config.seed=<seed>`; only the data
+stays in memory (float32 model input, optionally
 shifted by `config.augment.max_shift`) instead of going through the dataset pipeline.
 An architecture compiles its init, its train step and its forward pass once, whatever the
 number of seeds. Two ways to run the seeds (`seed_parallel`), same numbers:
@@ -26,28 +27,29 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 
 from poolnets.data import Split, epoch_batches
 from poolnets.training import TrainState
 from poolnets.training.optim import make_recipe
-from poolnets.training.state import train_state_init
+from poolnets.training.state import Build, merge, train_state_init
 from poolnets.training.steps import train_step
 
 SEED_PARALLEL = ("loop", "vmap")
 
 
 def fit_seeds(
-    model: nn.Module, train: Split, seeds: Sequence[int], config: Any, *,
+    build: Build, train: Split, seeds: Sequence[int], config: Any, *,
     num_classes: int, seed_parallel: str = "loop",
     on_step: Callable[[int], None] | None = None,
-) -> tuple[TrainState, dict[str, float]]:
-    """Trains `model` once per seed on `train` (float32 model input) with the recipe of the
-    training config `config`; returns (stacked states, leading axis = seed; timing in
-    seconds and the step count)."""
+) -> tuple[nnx.GraphDef, TrainState, dict[str, float]]:
+    """Trains the NNX model of `build` (`rngs -> nnx.Module`) once per seed on `train`
+    (float32 model input) with the recipe of the training config `config`; returns (the
+    graph definition, stacked states with leading axis = seed, timing in seconds and the
+    step count)."""
     if not seeds:
         raise ValueError(f"seeds must be non-empty, got {seeds!r}")
     if seed_parallel not in SEED_PARALLEL:
@@ -58,9 +60,10 @@ def fit_seeds(
     t0 = time.perf_counter()
     init_keys, keys = zip(*(jax.random.split(jax.random.key(s)) for s in seeds), strict=True)
     init_keys = jnp.stack(init_keys)
-    init = jax.jit(jax.vmap(train_state_init(model, recipe.tx, image_shape)))
+    graphdef, init = train_state_init(build, recipe.tx, image_shape)
+    init = jax.jit(jax.vmap(init))
     stacked = init.lower(init_keys).compile({"xla_backend_optimization_level": 0})(init_keys)
-    one_step = functools.partial(train_step, model=model, tx=recipe.tx,
+    one_step = functools.partial(train_step, model=graphdef, tx=recipe.tx,
                                  num_classes=num_classes,
                                  label_smoothing=config.label_smoothing, max_shift=max_shift)
     batch = (config.batch_size,)
@@ -90,7 +93,8 @@ def fit_seeds(
     state = states[0] if seed_parallel == "vmap" else jax.tree.map(
         lambda *x: jnp.stack(x), *states)
     jax.block_until_ready(state)
-    return state, {"compile_s": t1 - t0, "train_s": time.perf_counter() - t1, "steps": total}
+    return graphdef, state, {"compile_s": t1 - t0, "train_s": time.perf_counter() - t1,
+                             "steps": total}
 
 
 def unstack(tree: Any, index: int) -> Any:
@@ -98,27 +102,23 @@ def unstack(tree: Any, index: int) -> Any:
     return jax.tree.map(lambda x: x[index], tree)
 
 
-def make_predict(model: nn.Module) -> Callable[[Any, jax.Array], jax.Array]:
-    """`predict(variables, images (N, ...)) -> logits (N, classes)` float32, eval mode, jitted.
-
-    Random modules get a fixed key (they are deterministic with train=False).
-    """
-    key = jax.random.key(0)
+def make_predict(graphdef: nnx.GraphDef) -> Callable[[TrainState, jax.Array], jax.Array]:
+    """`predict(state, images (N, ...)) -> logits (N, classes)` float32, eval mode (random
+    layers deterministic, nothing drawn), jitted."""
 
     @jax.jit
-    def predict(variables: Any, images: jax.Array) -> jax.Array:
-        out = model.apply(variables, images, train=False, rngs={"dropout": key, "pool": key})
-        return out.astype(jnp.float32)
+    def predict(state: TrainState, images: jax.Array) -> jax.Array:
+        return merge(graphdef, state)(images, train=False).astype(jnp.float32)
 
     return predict
 
 
-def predict_in_chunks(predict: Callable, variables: Any, images: np.ndarray,
+def predict_in_chunks(predict: Callable, state: TrainState, images: np.ndarray,
                       chunk: int) -> np.ndarray:
     """Logits for all `images`, run in fixed-size chunks (the last one padded): one compile."""
     n = len(images)
     pad = (-n) % chunk
     if pad:
         images = np.concatenate([images, np.repeat(images[:1], pad, axis=0)])
-    outs = [predict(variables, images[i:i + chunk]) for i in range(0, len(images), chunk)]
+    outs = [predict(state, images[i:i + chunk]) for i in range(0, len(images), chunk)]
     return np.concatenate(jax.device_get(outs))[:n]

@@ -21,12 +21,12 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 
-from poolnets.analysis.taps import tapped_apply
+from poolnets.analysis.taps import tapped_call
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,26 +76,27 @@ def receptive_fields(layers: Sequence[Layer]) -> list[Field]:
     return fields
 
 
-def effective_receptive_field(model: nn.Module, variables: Any, images: jax.Array,
-                              layer: str, position: Sequence[int] | None = None) -> np.ndarray:
+def effective_receptive_field(model: nnx.Module, images: jax.Array, layer: str,
+                              position: Sequence[int] | None = None) -> np.ndarray:
     """Mean |d a / d x| over `images` (N, *spatial, C) -> (*spatial) float64, summed over C.
 
     a = sum over channels of `layer`'s output at `position` (default: the map's centre,
     index size // 2 per dim), per image. The map is normalised to sum 1.
     """
     images = jnp.asarray(images, jnp.float32)
+    graphdef, state = nnx.split(model)
 
-    def unit(variables: Any, x: jax.Array) -> jax.Array:
-        _, act = tapped_apply(model, variables, x, layer)
+    def unit(state: Any, x: jax.Array) -> jax.Array:
+        _, act = tapped_call(nnx.merge(graphdef, state), x, layer)
         where = position if position is not None else [n // 2 for n in act.shape[1:-1]]
         if len(where) != act.ndim - 2:
             raise ValueError(f"position must have {act.ndim - 2} entries, got {position!r}")
         index = (slice(None), *where, slice(None))
         return jnp.sum(act[index].astype(jnp.float32))
 
-    # variables are an argument, not a closure: as constants XLA would fold the whole
+    # the state is an argument, not a closure: as constants XLA would fold the whole
     # backward pass at compile time (seconds per layer).
-    grad = jax.jit(jax.grad(unit, argnums=1))(variables, images)
+    grad = jax.jit(jax.grad(unit, argnums=1))(state, images)
     heat = np.asarray(jnp.mean(jnp.abs(grad), axis=0).sum(-1), np.float64)
     total = heat.sum()
     return heat / total if total > 0 else heat

@@ -1,75 +1,94 @@
-"""Reading and perturbing the output of any named submodule of a Flax (linen) model.
+"""Reading and perturbing the output of any named submodule of a Flax NNX model.
 
-Method used (general, no change to the model): `flax.linen.intercept_methods` wraps every
-module method call during `model.apply`; the interceptor lets the call run and, for the
-`__call__` of the module whose path is `layer` ("S4", or "stage1/block0/conv" for nested
-modules, "/" between names), records the output and returns `output + delta`. With
+Method used (general, no change to the model's code): the forward pass runs on a copy of
+the model (`nnx.merge` of its split state) in which the module at path `layer` ("S4", or
+"stage1/block0/conv" for nested modules, "/" between attribute names or list indices) has
+its class swapped for a subclass whose `__call__` records the output and returns
+`output + delta`. The subclass keeps every `isinstance` dispatch of the model intact. With
 `delta = 0` the forward pass is unchanged, and d(anything)/d(delta) is the gradient with
 respect to that layer's activation: exactly what Grad-CAM needs, with no `sow` calls or
 `perturb` hooks inside the model. A module called several times is tapped at every call
-(delta must then broadcast to each output); models here call each named layer once.
+(delta must then broadcast to each output); the first call's output is returned.
+Where only the maps of the model's own `feature_info` stages are wanted, its
+`forward_intermediates` gives them without any of this.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from flax import nnx
 
 
-def module_path(module: nn.Module) -> str:
-    """"A/B/C" path of a bound module inside its root model ("" for the root)."""
-    return "/".join(str(p) for p in module.scope.path)
+def module_names(model: nnx.Module) -> list[str]:
+    """"A/B/C" paths of every submodule of `model` (the root excluded)."""
+    return sorted("/".join(map(str, path)) for path, node in nnx.iter_graph(model)
+                  if path and isinstance(node, nnx.Module))
 
 
-def tapped_apply(model: nn.Module, variables: Any, x: jax.Array, layer: str,
-                 delta: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
-    """(model output, output of `layer`) for `model.apply(variables, x, train=False)`.
+def find_module(model: nnx.Module, layer: str) -> nnx.Module:
+    """The submodule at path `layer`; ValueError naming the modules when there is none."""
+    node: Any = model
+    for part in layer.split("/") if layer else []:
+        try:
+            node = node[int(part)] if part.isdigit() else getattr(node, part)
+        except (AttributeError, IndexError, KeyError, TypeError):
+            node = None
+            break
+    if not isinstance(node, nnx.Module) or node is model:
+        raise ValueError(f"layer {layer!r} is not a module of {type(model).__name__}; "
+                         f"layers: {module_names(model)}")
+    return node
+
+
+def tapped_call(model: nnx.Module, x: jax.Array, layer: str,
+                delta: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+    """(model output, output of `layer`) for `model(x, train=False)` on a copy of `model`.
 
     delta: added to `layer`'s output before the rest of the model sees it (None: nothing
-    added). Raises ValueError naming the layers seen when `layer` is never called.
+    added). Raises ValueError naming the modules when `layer` is none of them or is never
+    called.
     """
-    seen: list[str] = []
+    graphdef, state = nnx.split(model)
+    copy = nnx.merge(graphdef, state)
+    target = find_module(copy, layer)
     captured: list[jax.Array] = []
+    base = type(target)
 
-    def interceptor(next_fun, args, kwargs, context):
-        out = next_fun(*args, **kwargs)
-        if context.method_name != "__call__":
-            return out
-        path = module_path(context.module)
-        seen.append(path)
-        if path != layer:
-            return out
+    def __call__(self: Any, *args: Any, **kwargs: Any) -> Any:
+        out = base.__call__(self, *args, **kwargs)
         captured.append(out)
         return out if delta is None else out + delta.astype(out.dtype)
 
-    key = jax.random.key(0)
-    with nn.intercept_methods(interceptor):
-        y = model.apply(variables, x, train=False, rngs={"dropout": key, "pool": key})
+    target.__class__ = type(f"Tapped{base.__name__}", (base,), {"__call__": __call__})
+    y = copy(x, train=False)
     if not captured:
-        names = sorted({p for p in seen if p})
-        raise ValueError(f"layer {layer!r} was not called; layers: {names}")
+        raise ValueError(f"layer {layer!r} was not called; layers: {module_names(model)}")
     return y, captured[0]
 
 
-def layer_shape(model: nn.Module, variables: Any, x: jax.Array, layer: str) -> tuple[int, ...]:
+def layer_shape(model: nnx.Module, x: Any, layer: str) -> tuple[int, ...]:
     """Shape of `layer`'s output for input `x` (abstract evaluation, nothing computed)."""
-    _, act = jax.eval_shape(lambda v, x: tapped_apply(model, variables, x, layer), variables, x)
+    graphdef, state = nnx.split(model)
+    _, act = jax.eval_shape(
+        lambda s, x: tapped_call(nnx.merge(graphdef, s), x, layer), state, x)
     return tuple(act.shape)
 
 
-def output_and_layer_grad(model: nn.Module, variables: Any, x: jax.Array, layer: str,
-                          target: Any) -> tuple[jax.Array, jax.Array, jax.Array]:
+def output_and_layer_grad(model: nnx.Module, x: jax.Array, layer: str,
+                          target: Callable[[jax.Array], jax.Array]
+                          ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """(activation A of `layer`, d target(y) / dA, y) where y is the model output.
 
     target: function y -> scalar (e.g. a sum of the chosen class logits over the batch).
     """
-    shape = layer_shape(model, variables, x, layer)
+    shape = layer_shape(model, x, layer)
 
     def objective(delta: jax.Array) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
-        y, act = tapped_apply(model, variables, x, layer, delta)
+        y, act = tapped_call(model, x, layer, delta)
         return target(y), (act, y)
 
     grad, (act, y) = jax.grad(objective, has_aux=True)(jnp.zeros(shape, jnp.float32))

@@ -7,29 +7,28 @@ Pure pieces for a training loop:
 - `param_labels(params, head)` / `freeze_backbone(tx, head)`: "head" / "backbone" labels and
   an optax transform that updates only the head (`optax.multi_transform` with
   `optax.set_to_zero()` for the backbone, which also keeps no optimizer state for it).
-- `frozen_batch_norm()` / `FrozenBatchNorm(model)`: every BatchNorm normalises with its
-  stored running statistics and leaves them unchanged, also under `train=True`, as
-  torchvision's `FrozenBatchNorm2d` or calling `.eval()` on the BN layers. In Flax this is
-  not the same as `apply(..., train=False)`, which would also switch off dropout and the
-  random pools, nor as discarding the updated `batch_stats` after each step, which would still
-  normalise each batch by its own statistics.
+- `freeze_batch_stats(model)` (NNX): every BatchNorm normalises with its stored running
+  statistics and leaves them unchanged, also under `train=True`, as torchvision's
+  `FrozenBatchNorm2d` or calling `.eval()` on the BN layers. This is not the same as
+  `model(x, train=False)`, which would also switch off dropout and the random pools, nor as
+  discarding the updated statistics after each step, which would still normalise each
+  batch by its own statistics.
 - `load_pretrained(name, path)`: a torchvision file (`.pth`, `.safetensors`) or a directory
   written by `poolnets.weights.checkpoint.save_variables`; `init_from_checkpoint(state, name,
-  path)` puts it into a freshly created train state (new head kept from the fresh init).
+  path)` puts it into a freshly created NNX train state (new head kept from the fresh
+  init), through the Linen<->NNX path map of `poolnets.models.nnx.convert`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
-from flax.linen import dtypes
+from flax import nnx
 
 HEADS = {"resnet": ("fc",), "vgg": ("classifier",)}
 
@@ -97,49 +96,22 @@ def freeze_backbone(tx: optax.GradientTransformation, head: Sequence[str]
         {"head": tx, "backbone": optax.set_to_zero()}, lambda params: param_labels(params, head))
 
 
-def _running_average_interceptor(next_fun: Any, args: Any, kwargs: Any, context: Any) -> Any:
-    module = context.module
-    if (not isinstance(module, nn.BatchNorm) or context.method_name != "__call__"
-            or module.is_initializing() or not module.has_variable("batch_stats", "mean")):
-        return next_fun(*args, **kwargs)
-    x = args[0]
-    axes = (module.axis,) if isinstance(module.axis, int) else tuple(module.axis)
-    axes = tuple(a % x.ndim for a in axes)
-    shape = tuple(x.shape[i] if i in axes else 1 for i in range(x.ndim))
-    mean = module.get_variable("batch_stats", "mean").reshape(shape)
-    var = module.get_variable("batch_stats", "var").reshape(shape)
-    y, mul, used = x - mean, jax.lax.rsqrt(var + module.epsilon), [x]  # flax's eval order
-    if module.use_scale:
-        scale = module.get_variable("params", "scale").reshape(shape)
-        mul, used = mul * scale, used + [scale]
-    y = y * mul
-    if module.use_bias:
-        bias = module.get_variable("params", "bias").reshape(shape)
-        y, used = y + bias, used + [bias]
-    return jnp.asarray(y, dtypes.canonicalize_dtype(*used, dtype=module.dtype))
+class FrozenBatchNorm(nnx.BatchNorm):
+    """`nnx.BatchNorm` that always normalises with its running statistics and never updates
+    them, whatever `use_running_average` it is given."""
+
+    def __call__(self, x: jax.Array, use_running_average: bool | None = None, *,
+                 mask: jax.Array | None = None) -> jax.Array:
+        return super().__call__(x, use_running_average=True, mask=mask)
 
 
-@contextlib.contextmanager
-def frozen_batch_norm() -> Iterator[None]:
-    """Within this context every `flax.linen.BatchNorm` that has statistics normalises with
-    them, y = (x - mean) / sqrt(var + eps) * scale + bias, and does not update them, whatever
-    its `use_running_average`. Acts at trace time, so wrap the `apply` inside a jitted step.
-    """
-    with nn.intercept_methods(_running_average_interceptor):
-        yield
-
-
-class FrozenBatchNorm(nn.Module):
-    """`model` with `frozen_batch_norm()` around every call; same variables (shared scope)."""
-
-    model: nn.Module
-
-    def setup(self) -> None:
-        nn.share_scope(self, self.model)
-
-    def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
-        with frozen_batch_norm():
-            return self.model(x, train=train)
+def freeze_batch_stats(model: nnx.Module) -> nnx.Module:
+    """`model` with every `nnx.BatchNorm` made a `FrozenBatchNorm`, in place (same
+    variables and graph, so split states and checkpoints are unchanged); returns it."""
+    for _, node in nnx.iter_graph(model):
+        if isinstance(node, nnx.BatchNorm) and not isinstance(node, FrozenBatchNorm):
+            node.__class__ = FrozenBatchNorm  # only __call__ differs
+    return model
 
 
 def load_pretrained(name: str, path: str | os.PathLike) -> dict[str, Any]:
@@ -154,14 +126,15 @@ def load_pretrained(name: str, path: str | os.PathLike) -> dict[str, Any]:
 
 
 def init_from_checkpoint(state: Any, name: str, path: str | os.PathLike) -> Any:
-    """`state` (anything with `params`, `batch_stats` and dataclass `replace`, e.g. the
-    training TrainState) with its backbone variables replaced by the pretrained ones of zoo
-    model `name` from `path`; the head keeps `state`'s fresh initialisation. The optimizer
-    state is kept: for sgd/adamw it depends on parameter shapes only (zeros)."""
-    target = {"params": state.params}
-    if state.batch_stats:
-        target["batch_stats"] = state.batch_stats
+    """`state` (anything with NNX-layout `params`, `batch_stats` dicts and dataclass
+    `replace`, e.g. the training TrainState) with its backbone variables replaced by the
+    pretrained ones of zoo model `name` from `path` (Linen layout, mapped by
+    `poolnets.models.nnx.convert`); the head keeps `state`'s fresh initialisation. The
+    optimizer state is kept: for sgd/adamw it depends on parameter shapes only (zeros)."""
+    from poolnets.models.nnx.convert import from_linen, to_linen
+
+    target, where = to_linen(state.params, state.batch_stats)
     merged = transfer_variables(load_pretrained(name, path), target, head_of(name))
-    merged = jax.tree.map(lambda new, old: jnp.asarray(new, old.dtype), merged, target)
-    return state.replace(params=merged["params"],
-                         batch_stats=merged.get("batch_stats", state.batch_stats))
+    new = from_linen(merged, where, {"params": state.params,
+                                     "batch_stats": state.batch_stats})
+    return state.replace(params=new["params"], batch_stats=new["batch_stats"])

@@ -86,7 +86,8 @@ def run_variant(variant: dict, config: Any, ctx: Context, on_step: Any) -> tuple
     from poolnets.report.sweep import build, measure, train_config
 
     data, probe = ctx.data(variant.get("dataset", config.dataset))
-    model, label, layers = build(variant, config, data["num_classes"])
+    model, label, layers = build(variant, config, data["num_classes"],
+                                 tuple(data["train"].images.shape[1:]))
     return measure(model, label, data, probe, config, layers, on_step,
                    train_config(variant, config))
 
@@ -124,8 +125,10 @@ def run_sweep(config: Any, *, show_progress: bool = True) -> tuple[list, dict, l
     ctx = Context(config)
     todo = variants(config)
     steps = [variant_steps(v, config, ctx) for v in todo]
-    names = [build(v, config, ctx.splits(v.get("dataset", config.dataset))[2].num_classes
-                   )[1]["name"] for v in todo]
+    names = []
+    for v in todo:
+        train, _, spec = ctx.splits(v.get("dataset", config.dataset))
+        names.append(build(v, config, spec.num_classes, train.images.shape[1:])[1]["name"])
     bar = tqdm(total=sum(steps), unit="step", disable=not show_progress, dynamic_ncols=True)
     done: dict[int, tuple[dict, dict]] = {}
     skipped: list[str] = []

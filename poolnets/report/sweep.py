@@ -8,6 +8,7 @@ by all variants, so every variant sees exactly the same images.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from typing import Any
 
@@ -18,6 +19,7 @@ from poolnets.analysis import cost, generalisation, receptive_field, robustness,
 from poolnets.analysis.fit import fit_seeds, make_predict, predict_in_chunks, unstack
 from poolnets.analysis.gradcam import grad_cam
 from poolnets.analysis.stages import PoolStack, pool_stack_layers
+from poolnets.training.state import merge
 
 # Window geometry of LeNet-5's downsampling layers, for the analytic receptive field; names
 # missing here (output-size pools, LIP's logit convolution, ...) get no analytic figure.
@@ -110,23 +112,23 @@ def train_config(variant: dict, config: Any) -> Any:
 
 def measure(model: Any, label: dict, data: dict, probe: Probe, config: Any,
             layers: list | None, on_step: Any, fit: Any) -> tuple[dict, dict]:
-    """Trains `model` for every seed with the training config `fit` and measures it.
-    Returns (numbers, arrays)."""
+    """Trains `model` (an NNX build, `rngs -> nnx.Module`) for every seed with the training
+    config `fit` and measures it. Returns (numbers, arrays)."""
     train, test = data["train"], data["test"]
     t0 = time.perf_counter()
-    states, timing = fit_seeds(model, train, list(config.seeds), fit,
-                               num_classes=data["num_classes"],
-                               seed_parallel=config.seed_parallel, on_step=on_step)
+    graphdef, states, timing = fit_seeds(model, train, list(config.seeds), fit,
+                                         num_classes=data["num_classes"],
+                                         seed_parallel=config.seed_parallel, on_step=on_step)
     t_eval = time.perf_counter()
-    predict = make_predict(model)
+    predict = make_predict(graphdef)
     per_seed: dict[str, list] = {k: [] for k in (
         "test_accuracy", "train_accuracy", "gap", "shift_accuracy", "shift_consistency",
         "gaussian_noise", "salt_and_pepper", "rotation", "scaling")}
     clean_classes = []
     for i in range(len(config.seeds)):
-        variables = unstack(states, i).variables()
-        pred = predict_in_chunks(predict, variables, probe.images, config.chunk).argmax(-1)
-        train_pred = predict_in_chunks(predict, variables, train.images, config.chunk).argmax(-1)
+        state = unstack(states, i)
+        pred = predict_in_chunks(predict, state, probe.images, config.chunk).argmax(-1)
+        train_pred = predict_in_chunks(predict, state, train.images, config.chunk).argmax(-1)
         at = {name: pred[s] for name, s in probe.slices.items()}
         clean_classes.append(at["clean"])
         gap = generalisation.gap_from_predictions(train_pred, train.labels, at["clean"],
@@ -143,14 +145,14 @@ def measure(model: Any, label: dict, data: dict, probe: Probe, config: Any,
                           ("rotation", config.rotations), ("scaling", config.scalings)):
             per_seed[name].append([float(np.mean(at[f"{name}/{s}"] == test.labels))
                                    for s in sev])
-    variables = unstack(states, 0).variables()
+    first = unstack(states, 0)
+    net = merge(graphdef, first)  # seed 0's trained model
     image_shape = tuple(test.images.shape[1:])
-    fwd = cost.forward_cost(model, variables, image_shape)
-    _, peak = cost.peak_activation(model, variables, jax.ShapeDtypeStruct(
-        (1, *image_shape), np.float32))
+    fwd = cost.forward_cost(net, image_shape)
+    _, peak = cost.peak_activation(net, jax.ShapeDtypeStruct((1, *image_shape), np.float32))
     numbers = {**label, **{k: _stats(v) for k, v in per_seed.items()},
-               "params": cost.total_params(variables["params"]),
-               "params_per_layer": cost.params_per_layer(variables["params"]),
+               "params": cost.total_params(first.params),
+               "params_per_layer": cost.params_per_layer(first.params),
                "flops": fwd["flops"], "bytes_accessed": fwd["bytes_accessed"],
                "peak_activation": peak, "steps": timing["steps"],
                "epochs": fit.num_epochs if fit.num_steps is None else None,
@@ -161,12 +163,12 @@ def measure(model: Any, label: dict, data: dict, probe: Probe, config: Any,
     layer = label.get("feature_layer") if label["kind"] in ("zoo", "stages") else None
     if layer:
         erf_x = test.images[: config.erf_images]
-        heat = receptive_field.effective_receptive_field(model, variables, erf_x, layer)
+        heat = receptive_field.effective_receptive_field(net, erf_x, layer)
         arrays["erf"] = heat
         numbers["erf_area90"] = receptive_field.mass_area(heat, 0.9)
         numbers["erf_support"] = list(receptive_field.support_extent(heat, 1e-12))
         gx = test.images[: config.gradcam_images]
-        arrays["gradcam"] = np.asarray(grad_cam(model, variables, gx, layer,
+        arrays["gradcam"] = np.asarray(grad_cam(net, gx, layer,
                                                 classes=clean_classes[0][:len(gx)]))
     if layers is not None:
         numbers["analytic_rf"] = [dataclasses.asdict(f) for f in
@@ -207,19 +209,24 @@ def variants(config: Any) -> list[dict]:
     return out
 
 
-def build(variant: dict, config: Any, num_classes: int) -> tuple[Any, dict, list | None]:
-    """(model, label for the results, analytic layer chain or None) of one variant."""
+def build(variant: dict, config: Any, num_classes: int, image_shape: tuple[int, ...]
+          ) -> tuple[Any, dict, list | None]:
+    """(model build `rngs -> nnx.Module`, label for the results, analytic layer chain or
+    None) of one variant on images of `image_shape` (*spatial, C)."""
     if variant["kind"] == "stages":
         k = variant["stages"]
-        model = PoolStack(num_classes=num_classes, channels=tuple(config.stage_channels),
-                          pooled_stages=k)
+        model = functools.partial(PoolStack, num_classes=num_classes,
+                                  channels=tuple(config.stage_channels), pooled_stages=k,
+                                  in_channels=image_shape[-1])
         label = {"kind": "stages", "name": f"stack{k}", "stages": k,
                  "feature_layer": f"conv{len(config.stage_channels) - 1}"}
         return model, label, pool_stack_layers(len(config.stage_channels), k)
-    from poolnets import models
+    from poolnets.models import nnx as zoo
 
     ds, head = variant["downsample"], variant["head"]
-    model = models.create(config.model, num_classes=num_classes, downsample=ds, head=head)
+    model = functools.partial(zoo.create, config.model, num_classes=num_classes,
+                              downsample=ds, head=head, in_channels=image_shape[-1],
+                              input_size=tuple(image_shape[:-1]))
     name = f"{ds}/{head}"
     if variant["kind"] == "augment":
         name += f"+shift{variant['max_shift_train']}"

@@ -286,6 +286,8 @@ class Checkpoints:
         """
         import orbax.checkpoint as ocp
 
+        from poolnets.training.state import keys_as_data, keys_from_data
+
         steps = self.steps()
         if not steps:
             return target, None
@@ -305,7 +307,7 @@ class Checkpoints:
         failures = []
         try:
             for step in steps:
-                items = {STATE_ITEM: ocp.args.StandardRestore(target)}
+                items = {STATE_ITEM: ocp.args.StandardRestore(keys_as_data(target))}
                 if os.path.isdir(os.path.join(self.directory, str(step), DATA_ITEM)):
                     items[DATA_ITEM] = ocp.args.JsonRestore()
                 try:
@@ -316,7 +318,7 @@ class Checkpoints:
                     continue
                 self.skipped = failures
                 self.restored_data = restored.get(DATA_ITEM)
-                return restored[STATE_ITEM], step
+                return keys_from_data(restored[STATE_ITEM], target), step
         finally:
             with _orbax_call():
                 manager.close()
@@ -375,6 +377,8 @@ class Checkpoints:
         """
         import orbax.checkpoint as ocp
 
+        from poolnets.training.state import keys_as_data
+
         where = os.path.join(self.directory, str(step))
         try:
             with _orbax_call():
@@ -382,7 +386,7 @@ class Checkpoints:
                     self._manager = self._open(writing=True)
                 if step in self._manager.all_steps():
                     return
-                items = {STATE_ITEM: ocp.args.StandardSave(state)}
+                items = {STATE_ITEM: ocp.args.StandardSave(keys_as_data(state))}
                 if data is not None:
                     items[DATA_ITEM] = ocp.args.JsonSave(data)
                 self._manager.save(step, args=ocp.args.Composite(**items))

@@ -9,10 +9,13 @@ epochs completed, step / steps_per_epoch, to 3 decimals. images_per_s counts tra
 time only (the steps and their data); evaluations (eval_s in their record) and checkpoint
 saves are timed apart.
 Restarting with the same workdir resumes from the newest checkpoint: the
-state (step, params, BatchNorm statistics, optimizer state) and the input iterator's state
-(Grain, `poolnets.data.train_batches`: the batch order is a function of (seed, epoch)) are
-restored, and every step's randomness is fold_in(key, step), so the resumed run equals an
+state (step, params, BatchNorm statistics, the model's RNG streams, optimizer state) and
+the input iterator's state (Grain, `poolnets.data.train_batches`: the batch order is a
+function of (seed, epoch)) are restored; augmentation draws from fold_in(key, step) and
+dropout and random pools from the restored RNG streams, so the resumed run equals an
 uninterrupted one.
+Models are Flax NNX modules (`poolnets.models.nnx`), trained through `nnx.split` state
+(`poolnets.training.state`).
 """
 
 from __future__ import annotations
@@ -24,10 +27,10 @@ import sys
 import time
 from typing import Any
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 from tqdm.auto import tqdm
 
 from poolnets.data import default_data_dir, eval_batches, train_batches
@@ -35,7 +38,7 @@ from poolnets.training import artifacts, observe
 from poolnets.training.config import ConfigError, Plan, check_config, model_options
 from poolnets.training.optim import make_recipe
 from poolnets.training.setup import apply_transfer, build_preprocess, init_from, load_data
-from poolnets.training.state import TrainState, count_params, create_train_state
+from poolnets.training.state import Build, TrainState, count_params, create_train_state
 from poolnets.training.steps import compile_steps, make_mesh, put_batch, put_replicated
 
 # Keys of summary.json that measure time; everything else is a function of config + seed.
@@ -46,12 +49,20 @@ class TrainingDiverged(RuntimeError):
     """The loss or the gradients became NaN/Inf; the message names the first such step."""
 
 
-def create_model(config: Any, num_classes: int) -> nn.Module:
-    """`poolnets.models.create(config.model.name, ...)` with the config's overrides."""
-    from poolnets import models
+def create_model(config: Any, num_classes: int) -> Build:
+    """The build (`rngs -> nnx.Module`) of `poolnets.models.nnx.create(config.model.name,
+    ...)` with the config's overrides."""
+    from poolnets.models import nnx as zoo
 
-    return models.create(config.model.name, num_classes=num_classes,
-                         dtype=jnp.dtype(config.dtype), **model_options(config))
+    return functools.partial(zoo.create, config.model.name, num_classes=num_classes,
+                             dtype=jnp.dtype(config.dtype), **model_options(config))
+
+
+def _name_of(model: Any) -> str:
+    """A model's name for the summary: a build's class or function, a module's class."""
+    model = model.func if isinstance(model, functools.partial) else model
+    return model.__name__ if isinstance(model, type) else type(model).__name__ if isinstance(
+        model, nnx.Module) else getattr(model, "__name__", type(model).__name__)
 
 
 def _shard() -> tuple[int, int]:
@@ -72,9 +83,13 @@ def evaluate(eval_fn: Any, state: TrainState, mesh: Any, data: Any, batch_size: 
 
 
 def train_and_evaluate(
-    config: Any, workdir: str, *, model: nn.Module | None = None, show_progress: bool = True
+    config: Any, workdir: str, *, model: Any = None, show_progress: bool = True
 ) -> dict[str, Any]:
     """Trains `config.model` (or the given `model`) on `config.dataset`; returns the summary.
+
+    model: None (config.model), an NNX build `rngs -> nnx.Module` (initialised from
+    config.seed) or an `nnx.Module` (trained from its own weights and RNG state); it is
+    called as `model(x, train=...)`.
 
     Raises ConfigError for a config that cannot work and CheckpointError for a checkpoint in
     workdir that cannot be resumed, both before anything is written to workdir;
@@ -84,7 +99,8 @@ def train_and_evaluate(
     line on stderr says which and why).
     """
     t_start = time.perf_counter()
-    plan: Plan = check_config(config, num_devices=jax.device_count(), check_model_name=not model)
+    plan: Plan = check_config(config, num_devices=jax.device_count(),
+                              check_model_name=model is None)
     try:
         artifacts.check_workdir_creatable(workdir)  # fail fast; created only once all is valid
     except OSError as e:
@@ -94,12 +110,13 @@ def train_and_evaluate(
     steps_per_epoch, total_steps, num_epochs = (
         recipe.steps_per_epoch, recipe.total_steps, recipe.num_epochs)
     schedule, tx = recipe.schedule, recipe.tx
-    model_name = config.model.name if model is None else type(model).__name__
+    model_name = config.model.name if model is None else _name_of(model)
     init_key, step_key = jax.random.split(jax.random.key(config.seed))
     mesh = make_mesh()
     try:  # models check their arguments when built and when first called
-        model, tx = apply_transfer(config, model or create_model(config, plan.num_classes), tx)
-        state = create_train_state(model, tx, init_key, plan.image_shape)
+        build = create_model(config, plan.num_classes) if model is None else model
+        build, tx = apply_transfer(config, build, tx)
+        graphdef, state = create_train_state(build, tx, init_key, plan.image_shape)
     except ValueError as e:
         if isinstance(e, ConfigError):
             raise
@@ -128,7 +145,7 @@ def train_and_evaluate(
     train_fn, eval_fn = compile_steps(
         mesh, state, (config.batch_size, *stored), (config.eval_batch_size, *stored),
         image_dtype=jnp.dtype(plan.spec.stored_dtype),
-        model=model, tx=tx, num_classes=plan.num_classes,
+        model=graphdef, tx=tx, num_classes=plan.num_classes,
         label_smoothing=config.label_smoothing, preprocess_spec=preprocess_spec,
     )
     compile_s = time.perf_counter() - t_compile

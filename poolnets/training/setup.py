@@ -63,19 +63,22 @@ def build_preprocess(config: Any, plan: Plan) -> Preprocess:
 
 
 def apply_transfer(config: Any, model: Any, tx: Any) -> tuple[Any, Any]:
-    """(model, tx) for fine-tuning (`poolnets.models.transfer`): freeze_backbone gives tx
-    zero updates outside the classifier head; freeze_batch_stats (with init_from) makes
-    every BatchNorm normalise with its stored statistics and keep them."""
+    """(build, tx) for fine-tuning (`poolnets.models.transfer`) of `model` (an NNX build
+    or module): freeze_backbone gives tx zero updates outside the classifier head;
+    freeze_batch_stats (with init_from) makes every BatchNorm normalise with its stored
+    statistics and keep them."""
     from poolnets.models import transfer
+    from poolnets.training.state import as_build
 
     if config.freeze_backbone:
         try:
             tx = transfer.freeze_backbone(tx, transfer.head_of(config.model.name))
         except ValueError as e:
             raise ConfigError(f"config.freeze_backbone=True: {e}") from None
+    build = as_build(model)
     if config.freeze_batch_stats and config.init_from:
-        model = transfer.FrozenBatchNorm(model)
-    return model, tx
+        return (lambda rngs: transfer.freeze_batch_stats(build(rngs=rngs))), tx
+    return build, tx
 
 
 def init_from(config: Any, state: Any) -> Any:

@@ -1,9 +1,10 @@
 """Jit-compiled, data-parallel train and eval steps.
 
 One program runs over a 1-D `jax.sharding.Mesh` of all devices (axis "data"): batches are
-sharded along their leading axis, the TrainState is replicated. Under jit, XLA's SPMD
-partitioner inserts the cross-device reductions, so the loss, the gradients and BatchNorm's
-batch statistics are those of the global batch, whatever the device count.
+sharded along their leading axis, the TrainState is replicated. The model is an NNX graph
+definition (static); `poolnets.training.state.merge` rebuilds the module from the state.
+Under jit, XLA's SPMD partitioner inserts the cross-device reductions, so the loss, the
+gradients and BatchNorm's batch statistics are those of the global batch, whatever the device count.
 """
 
 from __future__ import annotations
@@ -12,15 +13,15 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from poolnets.data import Preprocess, preprocess, random_shift
-from poolnets.training.state import TrainState
+from poolnets.training.state import TrainState, merge
 
 DATA_AXIS = "data"
 Metrics = dict[str, jax.Array]
@@ -38,7 +39,7 @@ def train_step(
     labels: jax.Array,
     key: jax.Array,
     *,
-    model: nn.Module,
+    model: nnx.GraphDef,
     tx: optax.GradientTransformation,
     num_classes: int,
     label_smoothing: float,
@@ -49,34 +50,30 @@ def train_step(
 
     preprocess_spec: how stored images become model input (`poolnets.data.preprocess`,
     augmentation included); None: images are float32 model input and only `max_shift`
-    random translation is applied. The step's randomness (augmentation, dropout, random
-    pools) is `fold_in(key, state.step)`, so it is reproduced exactly after a resume.
+    random translation is applied. Augmentation draws from `fold_in(key, state.step)`;
+    dropout and random pools from the model's own RNG streams (`state.rngs`, whose counters
+    the step advances and returns), so a resume reproduces every step exactly.
     loss = mean over the batch of softmax cross-entropy against smoothed one-hot targets
-    (1 - label_smoothing) * onehot + label_smoothing / num_classes.
+    (1 - label_smoothing) * onehot + label_smoothing / num_classes. BatchNorm normalises
+    with the statistics of the global batch and returns its updated running statistics.
     Metrics: loss, accuracy, grad_norm (global L2 norm of the raw gradients) and finite
     (loss and grad_norm both finite).
     """
-    shift_key, dropout_key, pool_key = jax.random.split(jax.random.fold_in(key, state.step), 3)
+    shift_key = jax.random.fold_in(key, state.step)
     if preprocess_spec is None:
         images = random_shift(shift_key, images, max_shift)
     else:
         images = preprocess(images, shift_key, preprocess_spec)
     targets = optax.smooth_labels(jax.nn.one_hot(labels, num_classes), label_smoothing)
 
-    def loss_fn(params: Any) -> tuple[jax.Array, tuple[jax.Array, Any]]:
-        variables = state.replace(params=params).variables()
-        logits, updates = model.apply(
-            variables,
-            images,
-            train=True,
-            mutable=["batch_stats"],
-            rngs={"dropout": dropout_key, "pool": pool_key},
-        )
-        logits = logits.astype(jnp.float32)
+    def loss_fn(params: Any) -> tuple[jax.Array, tuple[jax.Array, Any, Any]]:
+        net = merge(model, state.replace(params=params))
+        logits = net(images, train=True).astype(jnp.float32)
         loss = optax.softmax_cross_entropy(logits, targets).mean()
-        return loss, (logits, updates.get("batch_stats", state.batch_stats))
+        return loss, (logits, nnx.state(net, nnx.BatchStat).to_pure_dict(),
+                      nnx.state(net, nnx.RngState).to_pure_dict())
 
-    (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+    (loss, (logits, batch_stats, rngs)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
         state.params
     )
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
@@ -84,6 +81,7 @@ def train_step(
         step=state.step + 1,
         params=optax.apply_updates(state.params, updates),
         batch_stats=batch_stats,
+        rngs=rngs,
         opt_state=opt_state,
     )
     accuracy = jnp.mean(jnp.argmax(logits, -1) == labels)
@@ -99,20 +97,17 @@ def eval_step(
     labels: jax.Array,
     mask: jax.Array,
     *,
-    model: nn.Module,
+    model: nnx.GraphDef,
     preprocess_spec: Preprocess | None = None,
 ) -> Metrics:
     """Sums over the unmasked examples: {"loss_sum", "correct", "count"}.
 
-    loss is plain (unsmoothed) softmax cross-entropy. The model runs with train=False;
-    fixed "dropout"/"pool" keys are supplied only so a module that asks for one still runs.
+    loss is plain (unsmoothed) softmax cross-entropy. The model runs with train=False
+    (running BatchNorm statistics, no dropout, deterministic pools; no RNG is drawn).
     """
     if preprocess_spec is not None:
         images = preprocess(images, None, preprocess_spec)
-    key = jax.random.key(0)
-    logits = model.apply(
-        state.variables(), images, train=False, rngs={"dropout": key, "pool": key}
-    ).astype(jnp.float32)
+    logits = merge(model, state)(images, train=False).astype(jnp.float32)
     loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
     weight = mask.astype(jnp.float32)
     return {
@@ -128,8 +123,8 @@ def compile_steps(
 ) -> tuple[Callable, Callable]:
     """Ahead-of-time compiles (train_step, eval_step) for `mesh` and the given global shapes.
 
-    step_kwargs: model, tx, num_classes, label_smoothing, max_shift, preprocess_spec
-    (static). The state argument of the train step is donated, so call it as
+    step_kwargs: model (the graph definition), tx, num_classes, label_smoothing, max_shift,
+    preprocess_spec (static). The state argument of the train step is donated, so call it as
     `state, m = train(state, ...)`.
     """
     replicated = NamedSharding(mesh, PartitionSpec())

@@ -6,9 +6,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 
-from poolnets import models
 from poolnets.analysis import cost
+from poolnets.models import nnx as zoo
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -27,31 +28,31 @@ def test_conv_flops_match_formula(seed):
 
 
 def test_forward_cost_is_per_image():
-    conv = nn.Conv(3, (3, 3), padding="VALID", use_bias=False)
-    variables = conv.init(jax.random.key(0), jnp.zeros((1, 8, 8, 2)))
+    class Wrap(nnx.Module):
+        def __init__(self, rngs):
+            self.c = nnx.Conv(2, 3, (3, 3), padding="VALID", use_bias=False, rngs=rngs)
 
-    class Wrap(nn.Module):
-        @nn.compact
-        def __call__(self, x, train=False):
-            return nn.Conv(3, (3, 3), padding="VALID", use_bias=False, name="c")(x)
+        def __call__(self, x, train=None):
+            return self.c(x)
 
-    wrapped = {"params": {"c": variables["params"]}}
-    one = cost.forward_cost(Wrap(), wrapped, (8, 8, 2), batch=1)
-    four = cost.forward_cost(Wrap(), wrapped, (8, 8, 2), batch=4)
+    model = Wrap(nnx.Rngs(0))
+    one = cost.forward_cost(model, (8, 8, 2), batch=1)
+    four = cost.forward_cost(model, (8, 8, 2), batch=4)
     assert one["flops"] == four["flops"] == 2 * 6 * 6 * 2 * 3 * 9
     with pytest.raises(ValueError, match="batch"):
-        cost.forward_cost(Wrap(), wrapped, (8, 8, 2), batch=0)
+        cost.forward_cost(model, (8, 8, 2), batch=0)
 
 
 def test_lenet5_params_and_activations():
-    model = models.create("lenet5", num_classes=10)
+    model = nnx.eval_shape(lambda: zoo.create("lenet5", num_classes=10))
     x = jax.ShapeDtypeStruct((1, 32, 32, 1), jnp.float32)
-    variables = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros(x.shape)))
-    per_layer = cost.params_per_layer(variables["params"])
+    params = nnx.state(model, nnx.Param).to_pure_dict()
+    per_layer = cost.params_per_layer(params)
     # 5*5*1*6+6, 5*5*6*16+16, 400*120+120, 120*84+84, 84*10+10 (61,706 in total).
     assert per_layer == {"C1": 156, "C3": 2416, "C5": 48120, "F6": 10164, "output": 850}
-    assert cost.total_params(variables["params"]) == 61706
-    sizes = cost.activation_sizes(model, variables, x)
+    assert cost.total_params(params) == 61706
+    sizes = cost.activation_sizes(model, x)
     assert sizes["C1"] == 28 * 28 * 6 and sizes["S2"] == 14 * 14 * 6
     assert sizes["C3"] == 10 * 10 * 16 and sizes["S4"] == 5 * 5 * 16
-    assert cost.peak_activation(model, variables, x) == ("C1", 4704)
+    assert sizes["output"] == 10  # the classifier's logits
+    assert cost.peak_activation(model, x) == ("C1", 4704)

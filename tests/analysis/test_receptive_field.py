@@ -1,11 +1,12 @@
 """Receptive fields: hand-computed chains, and the gradient support of linear conv stacks
 (whose effective field fills exactly the analytic one)."""
 
-import flax.linen as nn
 import jax
 import numpy as np
 import pytest
+from flax import nnx
 
+from poolnets import pooling
 from poolnets.analysis.receptive_field import (
     Layer,
     effective_receptive_field,
@@ -45,29 +46,33 @@ def test_layer_errors():
         Layer("x", 3, 1, -1)
 
 
-class LinearStack(nn.Module):
+class LinearStack(nnx.Module):
     """Convolutions and average pools without nonlinearity: the input gradient of one unit is
     the composed (all-positive) kernel, nonzero exactly on the analytic field."""
 
-    pools: tuple
+    def __init__(self, pools: tuple, size: int, *, rngs):
+        self.pools = pools
+        c = 1
+        for i, pool in enumerate(pools):
+            setattr(self, f"conv{i}", nnx.Conv(c, 2, (3, 3), padding="VALID",
+                                               kernel_init=nnx.initializers.ones, rngs=rngs))
+            c, size = 2, (size - 2) // (2 if pool else 1)
+        self.out = nnx.Linear(2 * size * size, 1, rngs=rngs)
 
-    @nn.compact
-    def __call__(self, x, train=False):
+    def __call__(self, x, train=None):
         for i, pool in enumerate(self.pools):
-            x = nn.Conv(2, (3, 3), padding="VALID", kernel_init=nn.initializers.ones,
-                        name=f"conv{i}")(x)
+            x = getattr(self, f"conv{i}")(x)
             if pool:
-                x = nn.avg_pool(x, (2, 2), (2, 2))
-        return nn.Dense(1, name="out")(x.reshape(x.shape[0], -1))
+                x = pooling.avg_pool(x, (2, 2))
+        return self.out(x.reshape(x.shape[0], -1))
 
 
 @pytest.mark.parametrize("pools", [(False, False), (True, False), (True, True)])
 def test_effective_field_support_equals_analytic(pools):
-    model = LinearStack(pools)
+    model = LinearStack(pools, 24, rngs=nnx.Rngs(1))
     x = jax.random.uniform(jax.random.key(0), (2, 24, 24, 1))
-    variables = model.init(jax.random.key(1), x)
     layer = f"conv{len(pools) - 1}"
-    heat = effective_receptive_field(model, variables, x, layer)
+    heat = effective_receptive_field(model, x, layer)
     layers = []
     for i, pool in enumerate(pools):
         layers.append(Layer(f"conv{i}", 3))

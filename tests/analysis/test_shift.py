@@ -1,11 +1,12 @@
 """Shifts: translation against np.roll / hand cases, and consistency 1 for a model that is
 exactly invariant to circular shifts (global average of a pointwise convolution)."""
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
+from flax import nnx
 
 from poolnets.analysis.fit import make_predict
 from poolnets.analysis.shift import (
@@ -14,6 +15,7 @@ from poolnets.analysis.shift import (
     shift_consistency,
     shift_images,
 )
+from poolnets.training.state import create_train_state
 
 
 def test_shift_images_modes():
@@ -33,22 +35,26 @@ def test_shift_images_modes():
         shift_images(x, 1, 1, "wrap")
 
 
-class PointwiseGAP(nn.Module):
-    @nn.compact
-    def __call__(self, x, train=False):
-        x = nn.relu(nn.Conv(8, (1, 1), name="pointwise")(x))
-        return nn.Dense(5, name="out")(jnp.mean(x, axis=(1, 2)))
+class PointwiseGAP(nnx.Module):
+    def __init__(self, *, rngs):
+        self.pointwise = nnx.Conv(3, 8, (1, 1), rngs=rngs)
+        self.out = nnx.Linear(8, 5, rngs=rngs)
+
+    def __call__(self, x, train=None):
+        x = jax.nn.relu(self.pointwise(x))
+        return self.out(jnp.mean(x, axis=(1, 2)))
 
 
 def _classifier(model, x):
-    variables = model.init(jax.random.key(3), x[:1])
-    predict = make_predict(model)
-    return lambda images: np.asarray(predict(variables, images)).argmax(-1)
+    graphdef, state = create_train_state(model, optax.sgd(0.1), jax.random.key(3),
+                                         x.shape[1:])
+    predict = make_predict(graphdef)
+    return lambda images: np.asarray(predict(state, images)).argmax(-1)
 
 
 def test_invariant_model_has_consistency_one():
     x = np.asarray(jax.random.uniform(jax.random.key(0), (40, 8, 8, 3)))
-    classify = _classifier(PointwiseGAP(), x)
+    classify = _classifier(PointwiseGAP, x)
     key = jax.random.key(1)
     assert shift_consistency(classify, x, key, max_shift=5, draws=3, mode="circular") == 1.0
     labels = classify(x)

@@ -1,5 +1,6 @@
 """Helpers of tests/models/test_nnx_models.py: abstract NNX zoo models, parameter counts,
-host-drawn Linen variables and their loading into an NNX model (`load_linen`), and
+host-drawn Linen variables and their loading into an NNX model (`load_linen`, from
+poolnets.models.nnx.convert), and
 concrete models built without running Flax's initialisers op by op."""
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from test_counts import IMAGENET
 
 from poolnets import models as linen_models
 from poolnets.models import nnx as zoo
+from poolnets.models.nnx.convert import load_linen  # noqa: F401 -- the tests' import
 
 
 def classes(name: str) -> int:
@@ -49,23 +51,6 @@ def host_variables(module, x: np.ndarray) -> dict:
         return jnp.asarray(0.3 * rng.normal(size=s.shape), s.dtype)
 
     return jax.tree_util.tree_map_with_path(draw, flax.core.unfreeze(shapes))
-
-
-def load_linen(model: nnx.Module, variables: dict) -> None:
-    """Linen variables into the NNX model: the NNX attribute paths are the Linen module
-    names, but for the strided-conv downsample's inner `conv` (Linen: `Conv_0`)."""
-    linen = {(c, *path): v for c in ("params", "batch_stats")
-             for path, v in flax.traverse_util.flatten_dict(variables.get(c, {})).items()}
-    state = nnx.state(model, nnx.Any(nnx.Param, nnx.BatchStat))
-    flat = dict(nnx.to_flat_state(state))
-    wanted = set()
-    for path, variable in flat.items():
-        collection = "params" if isinstance(variable, nnx.Param) else "batch_stats"
-        key = (collection, *("Conv_0" if p == "conv" else str(p) for p in path))
-        wanted.add(key)
-        variable.set_value(linen[key])
-    assert wanted == set(linen), sorted(set(linen) ^ wanted)
-    nnx.update(model, nnx.from_flat_state(flat))
 
 
 def concrete(model: nnx.Module, seed: int = 0) -> nnx.Module:

@@ -7,12 +7,15 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from flax import nnx
+from nnx_zoo_helpers import concrete
 
 from poolnets import models
+from poolnets.models import nnx as nnx_zoo
+from poolnets.models.nnx.convert import load_linen
 from poolnets.models.transfer import (
-    FrozenBatchNorm,
     freeze_backbone,
-    frozen_batch_norm,
+    freeze_batch_stats,
     head_of,
     init_from_checkpoint,
     load_pretrained,
@@ -91,38 +94,48 @@ def test_frozen_backbone_updates_only_the_head():
     assert momentum_leaves == sum(x.size for x in jax.tree.leaves(params["classifier"]))
 
 
+def small_nnx(name: str, num_classes: int, seed: int = 0, **kw):
+    """The NNX twin of `small(...)` holding the host-drawn variables of `init` (positive
+    running variances), loaded through the Linen<->NNX path map."""
+    kw = {"width": 0.125, **({"hidden": 256} if name.startswith("vgg") else {}), **kw}
+    abstract = nnx.eval_shape(lambda: nnx_zoo.create(name, num_classes=num_classes, **kw))
+    model = concrete(abstract)  # real RNG streams
+    load_linen(model, init(small(name, num_classes, **kw), seed))
+    return model
+
+
 @pytest.mark.parametrize("name", ["resnet18", "vgg11_bn"])
 def test_frozen_batch_norm_is_eval_normalisation_in_training(name):
     """Under train=True (dropout off to compare) BN uses and keeps its running statistics."""
-    model = small(name, 3, **({"dropout": 0.0} if name.startswith("vgg") else {}))
-    variables = init(model)
-    frozen = FrozenBatchNorm(model)
-    assert jax.tree.structure(jax.eval_shape(lambda: frozen.init(jax.random.key(0), X))) == (
-        jax.tree.structure(variables))
+    model = small_nnx(name, 3, **({"dropout": 0.0} if name.startswith("vgg") else {}))
+    stats = nnx.state(model, nnx.BatchStat).to_pure_dict()
+    graphdef, params, rest = nnx.split(nnx.clone(model), nnx.Param, ...)
+    frozen_graphdef, _, _ = nnx.split(freeze_batch_stats(nnx.clone(model)), nnx.Param, ...)
+    rest = rest.to_pure_dict()
 
     @jax.jit
-    def run(v):
-        def loss(params):
-            out, upd = frozen.apply({**v, "params": params}, X, train=True,
-                                    mutable=["batch_stats"])
-            return jnp.sum(out**2), (out, upd)
+    def run(params):
+        def loss(p):
+            net = nnx.merge(frozen_graphdef, p, rest)
+            out = net(X, train=True)
+            return jnp.sum(out**2), (out, nnx.state(net, nnx.BatchStat).to_pure_dict())
 
-        grads, frozen_out = jax.grad(loss, has_aux=True)(v["params"])
-        with frozen_batch_norm():
-            context_out = model.apply(v, X, train=True, mutable=["batch_stats"])
-        free_out = model.apply(v, X, train=True, mutable=["batch_stats"])
-        return model.apply(v, X, train=False), grads, frozen_out, context_out, free_out
+        grads, (got, kept) = jax.grad(loss, has_aux=True)(params)
+        free = nnx.merge(graphdef, params, rest)
+        moved_out = free(X, train=True)
+        moved = nnx.state(free, nnx.BatchStat).to_pure_dict()
+        want = nnx.merge(graphdef, params, rest)(X, train=False)
+        return want, grads, got, kept, moved_out, moved
 
-    want, grads, (got, updates), (again, _), (free, moved) = run(variables)
+    want, grads, got, kept, free, moved = run(params.to_pure_dict())
     atol = 1e-6 * float(jnp.abs(want).max())
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=atol)
-    np.testing.assert_allclose(again, want, rtol=1e-6, atol=atol)
-    assert leaves_equal(updates["batch_stats"], variables["batch_stats"])
+    assert leaves_equal(kept, stats)
     bn = "stem_bn" if name.startswith("resnet") else "bn0"
     assert float(jnp.abs(grads[bn]["scale"]).sum()) > 0  # scale and bias still train
     # Without the freeze, training mode normalises by batch statistics and moves them.
     assert not np.allclose(free, want)
-    assert not leaves_equal(moved["batch_stats"], variables["batch_stats"])
+    assert not leaves_equal(moved, stats)
 
 
 def test_load_pretrained_from_orbax_directory(tmp_path):
@@ -138,11 +151,14 @@ def test_init_from_checkpoint_replaces_backbone_of_a_train_state(tmp_path):
 
     pretrained = jax.tree.map(np.asarray, init(small("resnet18", 1000), seed=1))
     path = save_variables(tmp_path / "converted", pretrained)
-    fresh = init(small("resnet18", 10), seed=2)
-    state = TrainState(step=jnp.zeros((), jnp.int32), params=fresh["params"],
-                       batch_stats=fresh["batch_stats"], opt_state=())
+    fresh = small_nnx("resnet18", 10, seed=2)  # an NNX train state, its own paths
+    params = nnx.state(fresh, nnx.Param).to_pure_dict()
+    stats = nnx.state(fresh, nnx.BatchStat).to_pure_dict()
+    state = TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats=stats,
+                       rngs={}, opt_state=())
     out = init_from_checkpoint(state, "resnet18", path)
-    assert leaves_equal(out.params["fc"], fresh["params"]["fc"])
+    assert leaves_equal(out.params["fc"], params["fc"])
+    assert not leaves_equal(out.params["stem_conv"], params["stem_conv"])
     assert leaves_equal(out.params["stem_conv"], pretrained["params"]["stem_conv"])
     assert leaves_equal(out.batch_stats, pretrained["batch_stats"])
 

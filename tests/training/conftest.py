@@ -1,10 +1,14 @@
 """Fixtures for the training tests: a shared digits data dir and a tiny CNN."""
 
+import functools
 import importlib.util
 import pathlib
 
-import flax.linen as nn
+import jax
 import pytest
+from flax import nnx
+
+import poolnets.nnx as pnnx
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -17,21 +21,30 @@ def load_config(name: str = "default"):
     return module.get_config()
 
 
-class TinyCNN(nn.Module):
-    """Conv-BN-ReLU-pool-dropout-dense: exercises batch_stats, dropout and a "pool" RNG."""
+class TinyCNN(nnx.Module):
+    """Conv-BN-ReLU-pool-dropout-dense (NNX): exercises BatchNorm statistics, dropout and,
+    with pool="stochastic", a random pool drawing from the "pool" stream."""
 
-    num_classes: int = 10
-    use_batchnorm: bool = True
+    def __init__(self, num_classes: int = 10, use_batchnorm: bool = True, in_channels: int = 1,
+                 image_size: int = 32, pool: str = "max", *, rngs: nnx.Rngs):
+        self.conv = nnx.Conv(in_channels, 8, (5, 5), strides=(2, 2), rngs=rngs)
+        self.bn = nnx.BatchNorm(8, momentum=0.9, rngs=rngs) if use_batchnorm else None
+        self.pool = (pnnx.StochasticPool(2, rngs=rngs) if pool == "stochastic"
+                     else pnnx.MaxPool(2))
+        self.drop = nnx.Dropout(0.1, rngs=rngs)
+        side = image_size // 4
+        self.dense = nnx.Linear(side * side * 8, num_classes, rngs=rngs)
 
-    @nn.compact
-    def __call__(self, x, *, train: bool):
-        x = nn.Conv(8, (5, 5), strides=(2, 2))(x)
-        if self.use_batchnorm:
-            x = nn.BatchNorm(use_running_average=not train, momentum=0.9)(x)
-        x = nn.relu(x)
-        x = nn.max_pool(x, (2, 2), (2, 2))
-        x = nn.Dropout(0.1, deterministic=not train)(x)
-        return nn.Dense(self.num_classes)(x.reshape(x.shape[0], -1))
+    def __call__(self, x, *, train=None):
+        flag = None if train is None else not train
+        x = self.conv(x)
+        if self.bn is not None:
+            x = self.bn(x, use_running_average=flag)
+        x = jax.nn.relu(x)
+        x = self.pool(x, deterministic=flag) if isinstance(self.pool, pnnx.StochasticPool) \
+            else self.pool(x)
+        x = self.drop(x, deterministic=flag)
+        return self.dense(x.reshape(x.shape[0], -1))
 
 
 @pytest.fixture(scope="session")
@@ -48,7 +61,9 @@ def tiny_config(digits_dir):
     config.batch_size = 32
     config.num_steps = 12
     config.log_every = 4
-    config.learning_rate = 0.1
+    # 0.1 without warmup sends this CNN to a uniform output within 12 steps for most seeds
+    # (measured: 5 of 6 inits, Linen and NNX alike); 0.03 learns for each seed tried.
+    config.learning_rate = 0.03
     config.warmup_epochs = 0.0
     config.curves = False  # drawing costs ~0.3 s a run; test_loop's first run draws them
     return config
@@ -56,10 +71,11 @@ def tiny_config(digits_dir):
 
 @pytest.fixture
 def tiny_model():
-    return TinyCNN(use_batchnorm=True)
+    """A build (rngs -> module) of the tiny CNN, initialised from the run's seed."""
+    return functools.partial(TinyCNN, use_batchnorm=True)
 
 
 @pytest.fixture
 def make_tiny_model():
-    return lambda **kw: TinyCNN(**{"num_classes": 10, **kw})
+    return lambda **kw: functools.partial(TinyCNN, **{"num_classes": 10, **kw})
 

@@ -2,11 +2,12 @@
 
 import pathlib
 
-import jax
 import jax.numpy as jnp
 import pytest
 from conftest import ROOT, load_config
+from flax import nnx
 
+import poolnets.nnx as pnnx
 from poolnets.training.config import ConfigError, check_config
 from poolnets.training.loop import create_model
 
@@ -32,10 +33,9 @@ def test_config_is_documented_valid_and_fits_its_model(name):
         assert "not run here" in doc or "synthetic" in doc
     config = load_config(name)
     plan = check_config(config, num_devices=1)
-    model = create_model(config, plan.num_classes)
-    rngs = {"params": jax.random.key(0), "dropout": jax.random.key(1), "pool": jax.random.key(2)}
-    out = jax.eval_shape(lambda: model.init_with_output(
-        rngs, jnp.zeros((2, *plan.image_shape)), train=False)[0])
+    build = create_model(config, plan.num_classes)
+    out = nnx.eval_shape(lambda: build(rngs=nnx.Rngs(0))(jnp.zeros((2, *plan.image_shape)),
+                                                          train=False))
     assert out.shape == (2, plan.num_classes)
 
 
@@ -86,10 +86,16 @@ def test_every_model_option_reaches_create():
     config = load_config("resnet18_cifar10")
     config.model.width, config.model.downsample_blocks = 0.5, True
     check_config(config, num_devices=1)
-    model = create_model(config, 10)
-    assert (model.width, model.downsample_blocks, model.spatial_dims) == (0.5, True, 2)
+    def built():
+        return nnx.eval_shape(lambda: create_model(config, 10)(rngs=nnx.Rngs(0)))
+
+    model = built()
+    assert model.feature_info[0]["channels"] == 32  # width 0.5 of 64
+    pools = [n for _, n in nnx.iter_graph(model) if isinstance(n, pnnx.MaxPool)]
+    assert len(pools) > 1  # the stem's, and the residual blocks' (downsample_blocks)
+    assert len(model.input_size) == 2
     config.model.spatial_dims = 1  # reaches create; the data decides whether it can train
-    assert create_model(config, 10).spatial_dims == 1
+    assert len(built().input_size) == 1
 
 
 @pytest.mark.parametrize(

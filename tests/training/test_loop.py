@@ -5,18 +5,19 @@ import json
 import os
 
 import chex
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import TinyCNN
+from flax import nnx
 
 from poolnets.data import load_split
 from poolnets.training import TIMING_KEYS, ConfigError, train_and_evaluate
 from poolnets.training.artifacts import Checkpoints
 from poolnets.training.loop import evaluate
 from poolnets.training.optim import make_optimizer, make_schedule
-from poolnets.training.state import create_train_state
+from poolnets.training.state import create_train_state, merge
 from poolnets.training.steps import eval_step, make_mesh, train_step
 
 
@@ -60,7 +61,7 @@ def test_tiny_run_learns_and_writes_artifacts(tmp_path, tiny_config, tiny_model)
 
     # The checkpoint holds the final state: step 12, trained params, BatchNorm statistics.
     tx = make_optimizer("sgd", make_schedule("cosine", 0.1, 12, 0), weight_decay=5e-4)
-    target = create_train_state(tiny_model, tx, jax.random.key(123), (32, 32, 1))
+    graphdef, target = create_train_state(tiny_model, tx, jax.random.key(123), (32, 32, 1))
     restored, step = Checkpoints(workdir, keep=3).restore_latest(target, tiny_config.to_dict())
     assert step == 12
     assert int(restored.step) == 12
@@ -68,7 +69,7 @@ def test_tiny_run_learns_and_writes_artifacts(tmp_path, tiny_config, tiny_model)
     assert restored.batch_stats
     # ... and evaluating it reproduces the run's final test figures.
     test = load_split("digits", "test", tiny_config.data_dir)
-    eval_fn = jax.jit(functools.partial(eval_step, model=tiny_model))
+    eval_fn = jax.jit(functools.partial(eval_step, model=graphdef))
     again = evaluate(eval_fn, restored, make_mesh(), test, 128)
     assert again["test_accuracy"] == summary["test_accuracy"]
     assert again["test_loss"] == pytest.approx(summary["test_loss"], rel=1e-6)
@@ -121,9 +122,11 @@ def test_unwritable_workdir(tmp_path, tiny_config, tiny_model):
                            show_progress=False)
 
 
-class _RejectsItsArguments(nn.Module):
-    @nn.compact
-    def __call__(self, x, *, train):
+class _RejectsItsArguments(nnx.Module):
+    def __init__(self, *, rngs):
+        pass
+
+    def __call__(self, x, *, train=None):
         raise ValueError("width=-1 must be positive")
 
 
@@ -131,13 +134,13 @@ def test_model_argument_error_is_a_config_error(tmp_path, tiny_config):
     workdir = tmp_path / "run"
     with pytest.raises(ConfigError,
                        match=r"config.model='lenet5': width=-1 must be positive"):
-        train_and_evaluate(tiny_config, str(workdir), model=_RejectsItsArguments(),
+        train_and_evaluate(tiny_config, str(workdir), model=_RejectsItsArguments,
                            show_progress=False)
     assert not workdir.exists()
 
 
 def test_mocked_cifar10_trains_from_uint8_with_standard_augmentation(tmp_path, tiny_config,
-                                                                     tiny_model):
+                                                                     make_tiny_model):
     import tensorflow_datasets as tfds
 
     tiny_config.dataset = "cifar10"
@@ -147,8 +150,8 @@ def test_mocked_cifar10_trains_from_uint8_with_standard_augmentation(tmp_path, t
     tiny_config.batch_size = 16
     tiny_config.eval_batch_size = 32
     with tfds.testing.mock_data(num_examples=40):
-        summary = train_and_evaluate(tiny_config, str(tmp_path / "run"), model=tiny_model,
-                                     show_progress=False)
+        summary = train_and_evaluate(tiny_config, str(tmp_path / "run"),
+                                     model=make_tiny_model(in_channels=3), show_progress=False)
     assert summary["dataset"] == "cifar10" and summary["steps"] == 3
     assert np.isfinite(summary["test_loss"])
     # conv 5*5*3*8+8, BN 16, dense 8*8*8*10+10: 3-channel input reached the model
@@ -156,17 +159,17 @@ def test_mocked_cifar10_trains_from_uint8_with_standard_augmentation(tmp_path, t
 
 
 def test_bfloat16_compute_keeps_float32_params_and_optimizer_state():
-    from poolnets import models
+    from poolnets.models import nnx as zoo
 
-    model = models.create("lenet5", num_classes=10, dtype=jnp.bfloat16)
+    build = functools.partial(zoo.create, "lenet5", num_classes=10, dtype=jnp.bfloat16)
     tx = make_optimizer("sgd", make_schedule("constant", 0.05, 2, 0), weight_decay=5e-4)
-    state = create_train_state(model, tx, jax.random.key(0), (32, 32, 1))
+    model, state = create_train_state(build, tx, jax.random.key(0), (32, 32, 1))
     rng = np.random.default_rng(0)
     images = jnp.asarray(rng.random((8, 32, 32, 1)), jnp.float32)
     labels = jnp.asarray(rng.integers(0, 10, 8), jnp.int32)
     step = jax.jit(functools.partial(train_step, model=model, tx=tx, num_classes=10,
                                      label_smoothing=0.1))
-    logits = model.apply(state.variables(), images, train=False)
+    logits = merge(model, state)(images, train=False)
     assert logits.dtype == jnp.bfloat16
     new_state, metrics = step(state, images, labels, jax.random.key(1))
     for leaf in jax.tree.leaves((new_state.params, new_state.opt_state)):
@@ -213,23 +216,57 @@ def test_tensorboard_events_and_profiler_trace(tmp_path, tiny_config, tiny_model
     assert len(traces) == 1 and traces[0].stat().st_size > 0
 
 
-class _Linear(nn.Module):
-    @nn.compact
-    def __call__(self, x, *, train):
-        return nn.Dense(4)(x.reshape(x.shape[0], -1))
+class _Linear(nnx.Module):
+    def __init__(self, *, rngs):
+        self.dense = nnx.Linear(6, 4, rngs=rngs)
+
+    def __call__(self, x, *, train=None):
+        return self.dense(x.reshape(x.shape[0], -1))
 
 
 def test_label_smoothing_loss_formula():
-    model, smoothing = _Linear(), 0.2
+    smoothing = 0.2
     tx = make_optimizer("sgd", make_schedule("constant", 0.1, 2, 0))
-    state = create_train_state(model, tx, jax.random.key(0), (2, 3, 1))
+    model, state = create_train_state(_Linear, tx, jax.random.key(0), (2, 3, 1))
     rng = np.random.default_rng(0)
     images = rng.normal(size=(5, 2, 3, 1)).astype(np.float32)
     labels = np.array([0, 3, 1, 1, 2], np.int32)
     _, metrics = train_step(state, jnp.asarray(images), jnp.asarray(labels), jax.random.key(1),
                             model=model, tx=tx, num_classes=4, label_smoothing=smoothing)
-    logits = np.asarray(model.apply(state.variables(), images, train=False), np.float64)
+    logits = np.asarray(merge(model, state)(images, train=False), np.float64)
     log_p = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
     targets = np.full((5, 4), smoothing / 4)
     targets[np.arange(5), labels] += 1 - smoothing
     assert float(metrics["loss"]) == pytest.approx(-(targets * log_p).sum(-1).mean(), rel=1e-5)
+
+
+def test_consecutive_steps_draw_new_random_pool_masks():
+    """The step returns the model's advanced RNG streams: a second step on the same batch
+    and weights draws another stochastic-pool (and dropout) mask; eval draws nothing."""
+    build = functools.partial(TinyCNN, use_batchnorm=False, pool="stochastic")
+    tx = make_optimizer("sgd", make_schedule("constant", 0.0, 2, 0))  # lr 0: weights fixed
+    model, state = create_train_state(build, tx, jax.random.key(0), (32, 32, 1))
+    step = jax.jit(functools.partial(train_step, model=model, tx=tx, num_classes=10,
+                                     label_smoothing=0.0))
+    rng = np.random.default_rng(0)
+    images = jnp.asarray(rng.random((4, 32, 32, 1)), jnp.float32)
+    labels = jnp.asarray(rng.integers(0, 10, 4), jnp.int32)
+    key = jax.random.key(1)
+    first, m1 = step(state, images, labels, key)
+    second, m2 = step(first.replace(step=state.step), images, labels, key)
+    counts = [int(s.rngs["pool"]["rngs"]["count"]) for s in (state, first, second)]
+    assert counts == [0, 1, 2]
+    assert float(m1["loss"]) != float(m2["loss"])  # same weights, batch, step: new masks
+    again, m3 = step(state, images, labels, key)
+    assert float(m3["loss"]) == float(m1["loss"])  # the RNG state alone decides the masks
+
+
+def test_a_module_instance_starts_from_its_own_state():
+    """train_and_evaluate(model=<nnx.Module>) trains from the module's weights and RNG
+    state, whatever the seed; a build is initialised from the key."""
+    module = TinyCNN(rngs=nnx.Rngs(7))
+    tx = make_optimizer("sgd", make_schedule("constant", 0.1, 2, 0))
+    _, state = create_train_state(module, tx, jax.random.key(0), (32, 32, 1))
+    chex.assert_trees_all_equal(state.params, nnx.state(module, nnx.Param).to_pure_dict())
+    _, built = create_train_state(TinyCNN, tx, jax.random.key(0), (32, 32, 1))
+    assert not np.array_equal(built.params["conv"]["kernel"], state.params["conv"]["kernel"])

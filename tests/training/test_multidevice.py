@@ -23,7 +23,8 @@ SCRIPT = textwrap.dedent(
     from poolnets.training.steps import compile_steps, make_mesh, put_batch, put_replicated
 
     assert jax.device_count() == 8, jax.devices()
-    model = TinyCNN(use_batchnorm=True)
+    import functools
+    build = functools.partial(TinyCNN, use_batchnorm=True, in_channels=3)
     tx = make_optimizer("sgd", make_schedule("constant", 0.01, 4, 0), weight_decay=5e-4)
     rng = np.random.default_rng(0)
     # one batch seen four times: the loss must fall, and the steps still differ (shifts, dropout)
@@ -34,8 +35,8 @@ SCRIPT = textwrap.dedent(
     results = []
     for devices in (jax.devices()[:1], jax.devices()):
         mesh = make_mesh(devices)
-        state = put_replicated(mesh, create_train_state(model, tx, jax.random.key(0),
-                                                        (32, 32, 3)))
+        model, state = create_train_state(build, tx, jax.random.key(0), (32, 32, 3))
+        state = put_replicated(mesh, state)
         key = put_replicated(mesh, jax.random.key(1))
         train, evaluate = compile_steps(
             mesh, state, (16, 32, 32, 3), (8, 32, 32, 3), image_dtype=np.uint8, model=model,
@@ -45,9 +46,11 @@ SCRIPT = textwrap.dedent(
         for images, labels in batches:
             state, metrics = train(state, *put_batch(mesh, images, labels), key)
             losses.append(float(metrics["loss"]))
-        assert len(state.params["Conv_0"]["kernel"].sharding.device_set) == len(devices)
+        assert len(state.params["conv"]["kernel"].sharding.device_set) == len(devices)
         sums = jax.device_get(evaluate(state, *put_batch(mesh, *test)))
-        results.append((jax.device_get(state), losses, sums))
+        assert int(state.rngs["drop"]["rngs"]["count"]) == 4  # one dropout draw per step
+        kept = (state.params, state.batch_stats, state.opt_state)
+        results.append((jax.device_get(kept), losses, sums))
     (one, losses1, sums1), (eight, losses8, sums8) = results
     np.testing.assert_allclose(losses1, losses8, rtol=1e-5)
     assert losses8[-1] < losses8[0], losses8

@@ -37,7 +37,7 @@ CHILD = textwrap.dedent(
         config.distributed.process_id = int(pid)
         assert initialize_distributed(config)
     import jax
-    summary = train_and_evaluate(config, workdir, model=TinyCNN(), show_progress=False)
+    summary = train_and_evaluate(config, workdir, model=TinyCNN, show_progress=False)
     print(json.dumps({"process": jax.process_index(), "devices": jax.device_count(),
                       "test_loss": summary["test_loss"],
                       "test_accuracy": summary["test_accuracy"], "steps": summary["steps"]}))

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from flax import nnx
 
 from poolnets.training.optim import decay_mask, make_optimizer, make_schedule
 
@@ -106,7 +107,7 @@ def test_gradient_clipping_rescales_to_the_global_norm():
 
 
 def test_decay_mask_of_a_batchnorm_model_keeps_only_kernels(tiny_model):
-    variables = tiny_model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 1)), train=False)
-    mask = flax.traverse_util.flatten_dict(decay_mask(variables["params"]), sep="/")
-    assert mask == {"Conv_0/kernel": True, "Conv_0/bias": False, "BatchNorm_0/scale": False,
-                    "BatchNorm_0/bias": False, "Dense_0/kernel": True, "Dense_0/bias": False}
+    params = nnx.state(nnx.eval_shape(lambda: tiny_model(rngs=nnx.Rngs(0))), nnx.Param)
+    mask = flax.traverse_util.flatten_dict(decay_mask(params.to_pure_dict()), sep="/")
+    assert mask == {"conv/kernel": True, "conv/bias": False, "bn/scale": False,
+                    "bn/bias": False, "dense/kernel": True, "dense/bias": False}

@@ -29,7 +29,8 @@ HERE = pathlib.Path(__file__).resolve().parent
 
 # A tiny run in a child process: 70 steps of 45 per epoch (so it crosses an epoch boundary
 # and its evaluation), checkpoints every 10 steps. argv: conftest dir, workdir, data_dir,
-# seconds of delay per batch (so the parent can kill it mid-run).
+# seconds of delay per batch (so the parent can kill it mid-run). The model draws dropout
+# masks and stochastic-pool samples from its RNG streams, which checkpoints carry.
 CHILD = textwrap.dedent(
     """
     import sys, time
@@ -54,7 +55,9 @@ CHILD = textwrap.dedent(
     config.learning_rate = 0.1
     config.warmup_epochs = 0.0
     config.curves = False
-    train_and_evaluate(config, workdir, model=TinyCNN(), show_progress=False)
+    # a stochastic pool and dropout: the resumed run must restore their RNG streams
+    model = lambda rngs: TinyCNN(pool="stochastic", rngs=rngs)
+    train_and_evaluate(config, workdir, model=model, show_progress=False)
     """
 )
 
@@ -167,7 +170,7 @@ def test_checkpoint_of_another_model_config_worker_count_or_format_is_refused(
         train_and_evaluate(tiny_config, str(saved_run), model=make_tiny_model(),
                            show_progress=False)
     assert _tree_digest(saved_run) == before
-    tiny_config.learning_rate = 0.1
+    tiny_config.learning_rate = 0.03  # the run's (conftest)
     tiny_config.data.workers = 2  # Grain's iterator state depends on the worker count
     with pytest.raises(CheckpointError) as error:
         train_and_evaluate(tiny_config, str(saved_run), model=make_tiny_model(),
@@ -210,7 +213,7 @@ def test_nan_stops_at_the_exact_step_keeping_the_last_good_checkpoint(
         train_and_evaluate(tiny_config, str(workdir), model=tiny_model, show_progress=False)
     assert _steps(workdir) == [4, 8]
     assert not (workdir / "summary.json").exists()
-    target = jax.tree.map(np.zeros_like, _any_state(tiny_config, tiny_model))
+    target = _any_state(tiny_config, tiny_model)  # its values do not matter
     restored, step = Checkpoints(str(workdir), 3).restore_latest(target, tiny_config.to_dict())
     assert step == 8 and int(restored.step) == 8
     assert all(np.isfinite(x).all() for x in jax.tree.leaves(restored.params))
@@ -223,7 +226,7 @@ def _any_state(config, model):
     from poolnets.training.state import create_train_state
 
     tx = make_optimizer("sgd", make_schedule("cosine", 0.1, 12, 0), weight_decay=5e-4)
-    return create_train_state(model, tx, jax.random.key(0), (32, 32, 1))
+    return create_train_state(model, tx, jax.random.key(0), (32, 32, 1))[1]
 
 
 def test_checkpoints_keep_the_newest_and_saves_do_not_count_as_train_time(

@@ -7,9 +7,10 @@ import numpy as np
 import optax
 import pytest
 from conftest import load_config
-from flax import traverse_util
+from flax import nnx, traverse_util
 
 from poolnets.models import transfer
+from poolnets.models.nnx.convert import to_linen
 from poolnets.training.config import ConfigError
 from poolnets.training.loop import create_model
 from poolnets.training.optim import make_optimizer
@@ -22,16 +23,19 @@ def test_init_from_and_freezing(tmp_path):
 
     config = load_config("synthetic_resnet20")
     tx = make_optimizer("sgd", optax.constant_schedule(0.1))
-    pretrained = create_train_state(create_model(config, 10), tx, jax.random.key(0), (32, 32, 3))
-    path = save_variables(tmp_path / "pretrained", {"params": pretrained.params,
-                                                    "batch_stats": pretrained.batch_stats})
+    _, pretrained = create_train_state(create_model(config, 10), tx, jax.random.key(0),
+                                       (32, 32, 3))
+    linen, _ = to_linen(pretrained.params, pretrained.batch_stats)  # as converted weights are
+    path = save_variables(tmp_path / "pretrained", linen)
     config.synthetic.num_classes = 7
     config.init_from = path
     config.freeze_backbone = True
     config.freeze_batch_stats = True
-    model, frozen_tx = apply_transfer(config, create_model(config, 7), tx)
-    assert isinstance(model, transfer.FrozenBatchNorm)
-    fresh = create_train_state(model, frozen_tx, jax.random.key(5), (32, 32, 3))
+    build, frozen_tx = apply_transfer(config, create_model(config, 7), tx)
+    norms = [n for _, n in nnx.iter_graph(build(rngs=nnx.Rngs(0)))
+             if isinstance(n, nnx.BatchNorm)]
+    assert norms and all(isinstance(n, transfer.FrozenBatchNorm) for n in norms)
+    _, fresh = create_train_state(build, frozen_tx, jax.random.key(5), (32, 32, 3))
     state = init_from(config, fresh)
 
     new = traverse_util.flatten_dict(state.params, sep="/")
@@ -57,7 +61,7 @@ def test_freeze_backbone_of_a_model_without_a_known_head_is_a_config_error():
 def test_unreadable_init_from_is_a_config_error(tmp_path):
     config = load_config("synthetic_resnet20")
     config.init_from = str(tmp_path / "missing.pth")
-    state = create_train_state(create_model(config, 10), optax.sgd(0.1), jax.random.key(0),
-                               (32, 32, 3))
+    _, state = create_train_state(create_model(config, 10), optax.sgd(0.1), jax.random.key(0),
+                                  (32, 32, 3))
     with pytest.raises(ConfigError, match=r"config.init_from='.*missing.pth'"):
         init_from(config, state)
