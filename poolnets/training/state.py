@@ -63,7 +63,7 @@ def split(module: nnx.Module) -> tuple[nnx.GraphDef, dict, dict, dict]:
     if extra:
         raise ValueError(f"{type(module).__name__} holds variables that are neither "
                          f"nnx.Param, nnx.BatchStat nor RNG state: {extra[:5]}")
-    return graphdef, params.to_pure_dict(), stats.to_pure_dict(), rngs.to_pure_dict()
+    return graphdef, nnx.to_pure_dict(params), nnx.to_pure_dict(stats), nnx.to_pure_dict(rngs)
 
 
 def merge(graphdef: nnx.GraphDef, state: TrainState) -> nnx.Module:

@@ -70,8 +70,8 @@ def train_step(
         net = merge(model, state.replace(params=params))
         logits = net(images, train=True).astype(jnp.float32)
         loss = optax.softmax_cross_entropy(logits, targets).mean()
-        return loss, (logits, nnx.state(net, nnx.BatchStat).to_pure_dict(),
-                      nnx.state(net, nnx.RngState).to_pure_dict())
+        return loss, (logits, nnx.to_pure_dict(nnx.state(net, nnx.BatchStat)),
+                      nnx.to_pure_dict(nnx.state(net, nnx.RngState)))
 
     (loss, (logits, batch_stats, rngs)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
         state.params

@@ -267,6 +267,6 @@ def test_a_module_instance_starts_from_its_own_state():
     module = TinyCNN(rngs=nnx.Rngs(7))
     tx = make_optimizer("sgd", make_schedule("constant", 0.1, 2, 0))
     _, state = create_train_state(module, tx, jax.random.key(0), (32, 32, 1))
-    chex.assert_trees_all_equal(state.params, nnx.state(module, nnx.Param).to_pure_dict())
+    chex.assert_trees_all_equal(state.params, nnx.to_pure_dict(nnx.state(module, nnx.Param)))
     _, built = create_train_state(TinyCNN, tx, jax.random.key(0), (32, 32, 1))
     assert not np.array_equal(built.params["conv"]["kernel"], state.params["conv"]["kernel"])

@@ -108,6 +108,6 @@ def test_gradient_clipping_rescales_to_the_global_norm():
 
 def test_decay_mask_of_a_batchnorm_model_keeps_only_kernels(tiny_model):
     params = nnx.state(nnx.eval_shape(lambda: tiny_model(rngs=nnx.Rngs(0))), nnx.Param)
-    mask = flax.traverse_util.flatten_dict(decay_mask(params.to_pure_dict()), sep="/")
+    mask = flax.traverse_util.flatten_dict(decay_mask(nnx.to_pure_dict(params)), sep="/")
     assert mask == {"conv/kernel": True, "conv/bias": False, "bn/scale": False,
                     "bn/bias": False, "dense/kernel": True, "dense/bias": False}

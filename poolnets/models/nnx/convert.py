@@ -44,8 +44,8 @@ def from_linen(variables: dict, where: dict[tuple, tuple], like: dict[str, dict]
 def load_linen(model: nnx.Module, variables: dict[str, Any]) -> None:
     """Puts Linen `variables` ({"params", "batch_stats"}) into `model` in place. Raises
     ValueError listing the keys that one side has and the other lacks."""
-    params = nnx.state(model, nnx.Param).to_pure_dict()
-    stats = nnx.state(model, nnx.BatchStat).to_pure_dict()
+    params = nnx.to_pure_dict(nnx.state(model, nnx.Param))
+    stats = nnx.to_pure_dict(nnx.state(model, nnx.BatchStat))
     _, where = to_linen(params, stats)
     have = set(traverse_util.flatten_dict({c: variables.get(c, {}) for c in COLLECTIONS}))
     if have != set(where):
