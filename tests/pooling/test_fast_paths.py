@@ -98,7 +98,7 @@ def _tap_to_flat_index(chosen, geom):
 def test_choose_taps_picks_the_general_paths_element_for_every_dtype():
     rng = np.random.default_rng(9200)
     for dtype, largest, _ in itertools.product((np.float32, np.int32, np.bool_), (True, False),
-                                               range(4)):
+                                               range(2)):
         kwargs, shape = random_config(rng, half_window_padding=True)
         geom = window_geometry(shape, kwargs["window_shape"], kwargs["strides"],
                                kwargs["padding"], dilation=kwargs["dilation"],
@@ -224,7 +224,7 @@ def test_avg_per_window_divisor_path_matches_reference():
     on random geometries that have such a divisor."""
     rng = np.random.default_rng(9500)
     checked = 0
-    while checked < 8:
+    while checked < 5:
         kwargs, shape = random_config(rng, half_window_padding=True)
         cip = bool(rng.random() < 0.3)
         geom = window_geometry(shape, kwargs["window_shape"], kwargs["strides"],

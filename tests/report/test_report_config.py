@@ -18,7 +18,7 @@ def test_resnet20_cifar10_config_end_to_end(tmp_path):
     out = tmp_path / "report"
     args = ["--config", CONFIG, "--out", str(out), "--no-progress",
             f"--config.data_dir={tmp_path / 'data'!s}",
-            "--config.downsamples=('max', 'avg')", "--config.seeds=0",
+            "--config.downsamples=max", "--config.seeds=0",
             "--config.num_steps=2", "--config.batch_size=8", "--config.workers=1",
             "--config.seed_parallel=loop", "--config.augment_shifts=()",
             "--config.texture_dataset=", "--config.shifts=(0, 4)",
@@ -33,7 +33,7 @@ def test_resnet20_cifar10_config_end_to_end(tmp_path):
     assert results["meta"]["config"]["dataset"] == "cifar10"
     assert results["meta"]["skipped"] == []
     rows = results["results"]
-    assert [r["name"] for r in rows] == ["max/avg", "avg/avg"]
+    assert [r["name"] for r in rows] == ["max/avg"]  # one variant: the file, end to end
     for r in rows:
         assert r["dataset"] == "cifar10" and r["steps"] == 2
         assert r["params"] == 269_722  # ResNet-20 as in tests/models (0.27M); pools add none
