@@ -276,7 +276,7 @@ def export_run(
         raise ExportError(f"--workdir {workdir!r} has no checkpoint in "
                           f"{checkpoints.directory}")
     module = checkpoint_model(model if model is not None else create_model(
-        config, plan.num_classes), state, plan.image_shape)
+        config, plan.num_classes, plan.image_shape), state, plan.image_shape)
     spec = plan.spec
     # the eval step ignores the augmentation fields, so the dataset's spec is the run's
     exported = export_model(module, image_shape=spec.stored_shape or spec.image_shape,

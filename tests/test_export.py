@@ -51,8 +51,8 @@ WRITE_RUN = textwrap.dedent("""
     config = base_config()
     config.model.name, config.model.width, config.dataset = "lenet5", 0.5, "digits"
     tx = make_optimizer("sgd", lambda step: 0.1, momentum=0.9, weight_decay=5e-4)
-    graphdef, state = create_train_state(create_model(config, 10), tx, jax.random.key(3),
-                                         (32, 32, 1))
+    graphdef, state = create_train_state(create_model(config, 10, (32, 32, 1)), tx,
+                                         jax.random.key(3), (32, 32, 1))
     state = put_replicated(make_mesh(), state)
     checkpoints = artifacts.Checkpoints(workdir, keep=1)
     checkpoints.write_config(config.to_dict())

@@ -49,12 +49,15 @@ class TrainingDiverged(RuntimeError):
     """The loss or the gradients became NaN/Inf; the message names the first such step."""
 
 
-def create_model(config: Any, num_classes: int) -> Build:
+def create_model(config: Any, num_classes: int, image_shape: tuple[int, ...]) -> Build:
     """The build (`rngs -> nnx.Module`) of `poolnets.models.nnx.create(config.model.name,
-    ...)` with the config's overrides."""
+    ...)` with the config's overrides, for the data's `image_shape = (*spatial, C)`: an NNX
+    model is built for its input channels and size (resnet20 on 1-channel Fashion-MNIST,
+    not its published 3 channels)."""
     from poolnets.models import nnx as zoo
 
     return functools.partial(zoo.create, config.model.name, num_classes=num_classes,
+                             in_channels=image_shape[-1], input_size=tuple(image_shape[:-1]),
                              dtype=jnp.dtype(config.dtype), **model_options(config))
 
 
@@ -114,7 +117,8 @@ def train_and_evaluate(
     init_key, step_key = jax.random.split(jax.random.key(config.seed))
     mesh = make_mesh()
     try:  # models check their arguments when built and when first called
-        build = create_model(config, plan.num_classes) if model is None else model
+        build = (create_model(config, plan.num_classes, plan.image_shape) if model is None
+                 else model)
         build, tx = apply_transfer(config, build, tx)
         graphdef, state = create_train_state(build, tx, init_key, plan.image_shape)
     except ValueError as e:

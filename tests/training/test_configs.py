@@ -33,7 +33,7 @@ def test_config_is_documented_valid_and_fits_its_model(name):
         assert "not run here" in doc or "synthetic" in doc
     config = load_config(name)
     plan = check_config(config, num_devices=1)
-    build = create_model(config, plan.num_classes)
+    build = create_model(config, plan.num_classes, plan.image_shape)
     out = nnx.eval_shape(lambda: build(rngs=nnx.Rngs(0))(jnp.zeros((2, *plan.image_shape)),
                                                           train=False))
     assert out.shape == (2, plan.num_classes)
@@ -86,16 +86,16 @@ def test_every_model_option_reaches_create():
     config = load_config("resnet18_cifar10")
     config.model.width, config.model.downsample_blocks = 0.5, True
     check_config(config, num_devices=1)
-    def built():
-        return nnx.eval_shape(lambda: create_model(config, 10)(rngs=nnx.Rngs(0)))
+    def built(image_shape):
+        return nnx.eval_shape(lambda: create_model(config, 10, image_shape)(rngs=nnx.Rngs(0)))
 
-    model = built()
+    model = built((32, 32, 3))
     assert model.feature_info[0]["channels"] == 32  # width 0.5 of 64
     pools = [n for _, n in nnx.iter_graph(model) if isinstance(n, pnnx.MaxPool)]
     assert len(pools) > 1  # the stem's, and the residual blocks' (downsample_blocks)
     assert len(model.input_size) == 2
     config.model.spatial_dims = 1  # reaches create; the data decides whether it can train
-    assert len(built().input_size) == 1
+    assert len(built((32, 3)).input_size) == 1
 
 
 @pytest.mark.parametrize(

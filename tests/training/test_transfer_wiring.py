@@ -23,7 +23,7 @@ def test_init_from_and_freezing(tmp_path):
 
     config = load_config("synthetic_resnet20")
     tx = make_optimizer("sgd", optax.constant_schedule(0.1))
-    _, pretrained = create_train_state(create_model(config, 10), tx, jax.random.key(0),
+    _, pretrained = create_train_state(create_model(config, 10, (32, 32, 3)), tx, jax.random.key(0),
                                        (32, 32, 3))
     linen, _ = to_linen(pretrained.params, pretrained.batch_stats)  # as converted weights are
     path = save_variables(tmp_path / "pretrained", linen)
@@ -31,7 +31,7 @@ def test_init_from_and_freezing(tmp_path):
     config.init_from = path
     config.freeze_backbone = True
     config.freeze_batch_stats = True
-    build, frozen_tx = apply_transfer(config, create_model(config, 7), tx)
+    build, frozen_tx = apply_transfer(config, create_model(config, 7, (32, 32, 3)), tx)
     norms = [n for _, n in nnx.iter_graph(build(rngs=nnx.Rngs(0)))
              if isinstance(n, nnx.BatchNorm)]
     assert norms and all(isinstance(n, transfer.FrozenBatchNorm) for n in norms)
@@ -61,7 +61,8 @@ def test_freeze_backbone_of_a_model_without_a_known_head_is_a_config_error():
 def test_unreadable_init_from_is_a_config_error(tmp_path):
     config = load_config("synthetic_resnet20")
     config.init_from = str(tmp_path / "missing.pth")
-    _, state = create_train_state(create_model(config, 10), optax.sgd(0.1), jax.random.key(0),
+    _, state = create_train_state(create_model(config, 10, (32, 32, 3)), optax.sgd(0.1),
+                                  jax.random.key(0),
                                   (32, 32, 3))
     with pytest.raises(ConfigError, match=r"config.init_from='.*missing.pth'"):
         init_from(config, state)

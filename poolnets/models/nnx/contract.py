@@ -202,14 +202,16 @@ class ZooModel(nnx.Module):
         except ValueError:
             raise ValueError(
                 f"{self.model_name}: input spatial size {tuple(spatial)} is too small for its "
-                f"downsampling; the minimum is {self.min_input_size()} in every spatial dim"
+                f"downsampling; the minimum is {self.min_input_size(len(spatial))} in every "
+                f"spatial dim"
             ) from None
 
-    def min_input_size(self) -> int:
+    def min_input_size(self, spatial_dims: int | None = None) -> int:
         """Smallest length (the same in every spatial dim) the stages accept; lengths are
-        monotone in the input's, so a bisection finds it."""
+        monotone in the input's, so a bisection finds it. `spatial_dims` defaults to the
+        model's (given while it is being built, before `input_size` is set)."""
         ops = [op for s in self.stages() for op in s.ops]
-        d = len(self.input_size)
+        d = len(self.input_size) if spatial_dims is None else spatial_dims
 
         def fits(n: int) -> bool:
             try:
