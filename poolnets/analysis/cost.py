@@ -20,7 +20,7 @@ from flax import nnx, traverse_util
 def params_per_layer(params: Mapping[str, Any]) -> dict[str, int]:
     """Number of parameters of each module that owns parameters, keyed by its path "A/B".
 
-    params: an NNX model's `nnx.state(model, nnx.Param).to_pure_dict()` (or a Linen
+    params: an NNX model's `nnx.to_pure_dict(nnx.state(model, nnx.Param))` (or a Linen
     model's "params" collection). The values sum to `total_params`.
     """
     counts: dict[str, int] = {}

@@ -46,7 +46,7 @@ def test_forward_cost_is_per_image():
 def test_lenet5_params_and_activations():
     model = nnx.eval_shape(lambda: zoo.create("lenet5", num_classes=10))
     x = jax.ShapeDtypeStruct((1, 32, 32, 1), jnp.float32)
-    params = nnx.state(model, nnx.Param).to_pure_dict()
+    params = nnx.to_pure_dict(nnx.state(model, nnx.Param))
     per_layer = cost.params_per_layer(params)
     # 5*5*1*6+6, 5*5*6*16+16, 400*120+120, 120*84+84, 84*10+10 (61,706 in total).
     assert per_layer == {"C1": 156, "C3": 2416, "C5": 48120, "F6": 10164, "output": 850}

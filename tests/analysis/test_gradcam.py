@@ -27,7 +27,7 @@ def test_gradcam_closed_form():
     classes = jnp.array([0, 1, 2, 1, 0])
     cam = grad_cam(model, x, "feat", classes, upsample=False, normalize=False)
     act = model.feat(x)
-    w = model.out.kernel.value  # (4, 3)
+    w = model.out.kernel[...]  # (4, 3)
     want = jax.nn.relu(jnp.einsum("nhwk,kn->nhw", act, w[:, classes])) / (6 * 7)
     np.testing.assert_allclose(cam, want, rtol=1e-5, atol=1e-6)
     full = grad_cam(model, x, "feat", classes)

@@ -108,26 +108,26 @@ def small_nnx(name: str, num_classes: int, seed: int = 0, **kw):
 def test_frozen_batch_norm_is_eval_normalisation_in_training(name):
     """Under train=True (dropout off to compare) BN uses and keeps its running statistics."""
     model = small_nnx(name, 3, **({"dropout": 0.0} if name.startswith("vgg") else {}))
-    stats = nnx.state(model, nnx.BatchStat).to_pure_dict()
+    stats = nnx.to_pure_dict(nnx.state(model, nnx.BatchStat))
     graphdef, params, rest = nnx.split(nnx.clone(model), nnx.Param, ...)
     frozen_graphdef, _, _ = nnx.split(freeze_batch_stats(nnx.clone(model)), nnx.Param, ...)
-    rest = rest.to_pure_dict()
+    rest = nnx.to_pure_dict(rest)
 
     @jax.jit
     def run(params):
         def loss(p):
             net = nnx.merge(frozen_graphdef, p, rest)
             out = net(X, train=True)
-            return jnp.sum(out**2), (out, nnx.state(net, nnx.BatchStat).to_pure_dict())
+            return jnp.sum(out**2), (out, nnx.to_pure_dict(nnx.state(net, nnx.BatchStat)))
 
         grads, (got, kept) = jax.grad(loss, has_aux=True)(params)
         free = nnx.merge(graphdef, params, rest)
         moved_out = free(X, train=True)
-        moved = nnx.state(free, nnx.BatchStat).to_pure_dict()
+        moved = nnx.to_pure_dict(nnx.state(free, nnx.BatchStat))
         want = nnx.merge(graphdef, params, rest)(X, train=False)
         return want, grads, got, kept, moved_out, moved
 
-    want, grads, got, kept, free, moved = run(params.to_pure_dict())
+    want, grads, got, kept, free, moved = run(nnx.to_pure_dict(params))
     atol = 1e-6 * float(jnp.abs(want).max())
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=atol)
     assert leaves_equal(kept, stats)
@@ -152,8 +152,8 @@ def test_init_from_checkpoint_replaces_backbone_of_a_train_state(tmp_path):
     pretrained = jax.tree.map(np.asarray, init(small("resnet18", 1000), seed=1))
     path = save_variables(tmp_path / "converted", pretrained)
     fresh = small_nnx("resnet18", 10, seed=2)  # an NNX train state, its own paths
-    params = nnx.state(fresh, nnx.Param).to_pure_dict()
-    stats = nnx.state(fresh, nnx.BatchStat).to_pure_dict()
+    params = nnx.to_pure_dict(nnx.state(fresh, nnx.Param))
+    stats = nnx.to_pure_dict(nnx.state(fresh, nnx.BatchStat))
     state = TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats=stats,
                        rngs={}, opt_state=())
     out = init_from_checkpoint(state, "resnet18", path)
