@@ -26,7 +26,6 @@ uses (e.g. two pytest-xdist workers) prepare it exactly once.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
 import sys
@@ -36,6 +35,8 @@ from typing import Any
 import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath
+
+from poolnets.data.sources import exclusive_lock
 
 NUM_CLASSES = 10
 TEST_EVERY = 5  # every TEST_EVERY-th image of each class goes to the test split
@@ -124,17 +125,6 @@ class Digits(tfds.core.GeneratorBasedBuilder):
 
 
 @contextlib.contextmanager
-def _exclusive_lock(path: str) -> Iterator[None]:
-    """Holds an exclusive `flock` on `path` (created if missing) for the duration."""
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-@contextlib.contextmanager
 def _quiet_absl() -> Iterator[None]:
     """Hides absl warnings while the builder looks for and writes the dataset: on a first use
     TFDS warns "Variant folder ... has no dataset_info.json" about the version folder that
@@ -156,7 +146,7 @@ def prepare(data_dir: str) -> Digits:
     prepared dataset and only read it.
     """
     os.makedirs(data_dir, exist_ok=True)
-    with _exclusive_lock(os.path.join(data_dir, "digits.lock")), _quiet_absl():
+    with exclusive_lock(os.path.join(data_dir, "digits.lock")), _quiet_absl():
         builder = Digits(data_dir=data_dir, file_format="array_record")
         if not builder.is_prepared():
             print(f"poolnets: preparing the bundled digits dataset (no download) in {data_dir}",

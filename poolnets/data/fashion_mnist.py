@@ -24,8 +24,6 @@ only when every split is written, so a failed preparation leaves nothing that lo
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import gzip
 import os
 import sys
@@ -35,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from poolnets.data.sources import DatasetUnavailable, _quiet
+from poolnets.data.sources import DatasetUnavailable, _quiet, exclusive_lock
 
 NAME = "fashion_mnist"
 NUM_CLASSES = 10
@@ -193,16 +191,6 @@ def _builder_class() -> type:
     return LocalFashionMNIST
 
 
-@contextlib.contextmanager
-def _exclusive_lock(path: str) -> Iterator[None]:
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def is_prepared(data_dir: str) -> bool:
     """Whether TFDS finds a prepared `fashion_mnist` (any file format) under `data_dir`."""
     import tensorflow_datasets as tfds
@@ -224,7 +212,7 @@ def prepare(data_dir: str, directory: str | None = None) -> None:
     import tensorflow_datasets as tfds
 
     os.makedirs(data_dir, exist_ok=True)
-    with _exclusive_lock(os.path.join(data_dir, f"{NAME}.lock")):
+    with exclusive_lock(os.path.join(data_dir, f"{NAME}.lock")):
         if is_prepared(data_dir):
             return
         directory = directory or source_dir()

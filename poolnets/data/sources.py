@@ -42,6 +42,20 @@ def prepare_hint(name: str, data_dir: str) -> str:
 LOCAL_PREPARERS = {"fashion_mnist": "poolnets.data.fashion_mnist"}
 
 
+@contextlib.contextmanager
+def exclusive_lock(path: str) -> Iterator[None]:
+    """Holds an exclusive `flock` on `path` (created if missing) for the duration: the
+    local preparers (digits, fashion_mnist) run once when several processes start at once."""
+    import fcntl
+
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def open_source(name: str, split: str, data_dir: str) -> Any:
     """`tfds.data_source` for a prepared array_record dataset; DatasetUnavailable otherwise.
 
