@@ -17,6 +17,10 @@ from poolnets.models._common import check_float_dtype
 from poolnets.models.allcnn import AllCNN
 from poolnets.models.cifar_resnet import cifar_resnet
 from poolnets.models.lenet import LeNet5, LeNet5_1998
+
+# API.md's Linen entry points, served by the NNX zoo through flax.nnx.bridge; this module's
+# Linen `create` and `load_torchvision` move to the NNX zoo with the 0.2 flip.
+from poolnets.models.nnx import create_linen, load_torchvision_linen  # noqa: F401
 from poolnets.models.resnet import ResNet18, ResNet34, ResNet50, ResNet101, ResNet152
 from poolnets.models.vgg import vgg
 from poolnets.nn.registry import check_downsample, check_head

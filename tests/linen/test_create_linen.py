@@ -166,3 +166,10 @@ def test_bad_arguments_fail_before_tracing():
         zoo.create_linen("lenet5", num_classes=10, depth=3)
     with pytest.raises(TypeError, match="rngs"):
         zoo.create_linen("lenet5", num_classes=10, rngs=nnx.Rngs(0))
+
+
+def test_linen_entry_points_are_public_in_poolnets_models():
+    import poolnets.models
+
+    assert poolnets.models.create_linen is zoo.create_linen
+    assert poolnets.models.load_torchvision_linen is zoo.load_torchvision_linen
