@@ -25,18 +25,9 @@ from poolnets.models._common import (
     pool_step,
     scaled,
 )
+from poolnets.models.nnx.vgg import CONFIGS, POOL  # the layer lists, stated once
 from poolnets.nn.heads import HeadSpec
 from poolnets.nn.registry import make_downsample, make_head
-
-POOL = "M"  # marks a downsampling point in a configuration
-CONFIGS: dict[str, tuple[Any, ...]] = {
-    "vgg11": (64, POOL, 128, POOL, 256, 256, POOL, 512, 512, POOL, 512, 512, POOL),
-    "vgg13": (64, 64, POOL, 128, 128, POOL, 256, 256, POOL, 512, 512, POOL, 512, 512, POOL),
-    "vgg16": (64, 64, POOL, 128, 128, POOL, 256, 256, 256, POOL, 512, 512, 512, POOL,
-              512, 512, 512, POOL),
-    "vgg19": (64, 64, POOL, 128, 128, POOL, 256, 256, 256, 256, POOL, 512, 512, 512, 512, POOL,
-              512, 512, 512, 512, POOL),
-}
 
 _conv_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")  # torchvision's
 _dense_init = nn.initializers.normal(0.01)  # torchvision's

@@ -33,21 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from poolnets.nn.heads import HeadSpec
-
-HEAD_WIDTH = 64
-
-
-def resolve_num_heads(num_heads: int | None, features: int) -> int:
-    """Heads for `features` channels: the given count (which must divide it) or the default."""
-    if num_heads is None:
-        return features // HEAD_WIDTH if features % HEAD_WIDTH == 0 else 1
-    if isinstance(num_heads, bool) or not isinstance(num_heads, int) or num_heads < 1:
-        raise ValueError(f"num_heads must be a positive int or None; got num_heads={num_heads!r}")
-    if features % num_heads:
-        raise ValueError(
-            f"num_heads={num_heads} must divide the number of features C={features}"
-        )
-    return num_heads
+from poolnets.nnx.attention import resolve_num_heads  # one rule for both layers
 
 
 def _tokens(x: jax.Array) -> jax.Array:
