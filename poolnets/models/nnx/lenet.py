@@ -20,7 +20,13 @@ from poolnets.models.nnx.contract import (
     head_width,
     scaled,
 )
-from poolnets.models.nnx.layers import HeadSite, Point, make_downsample, make_head
+from poolnets.models.nnx.layers import (
+    HeadSite,
+    Point,
+    make_batch_norm,
+    make_downsample,
+    make_head,
+)
 
 # Channel statistics of MNIST's training images, as commonly published (torchvision examples).
 MNIST_CFG = dict(mean=(0.1307,), std=(0.3081,), crop_pct=1.0, interpolation="bilinear",
@@ -33,7 +39,8 @@ class LeNet5(ZooModel):
     C1 conv5x5 6 -> S2 pool -> C3 conv5x5 16 -> S4 pool -> head -> C5 Dense 120 -> F6 Dense
     84 -> output Dense. The published head is "flatten" (C5 as a dense layer on the 5x5x16
     map equals the paper's 5x5 convolution). downsample/head None mean "max"/"flatten".
-    width multiplies every hidden width.
+    width multiplies every hidden width. batch_norm=True (not in the paper) puts a BatchNorm
+    between C1 / C3 and their ReLU, and drops those convolutions' biases, which it cancels.
     """
 
     model_name = "lenet5"
@@ -42,7 +49,8 @@ class LeNet5(ZooModel):
     def __init__(self, *, num_classes: int = 10, rngs: nnx.Rngs, in_channels: int = 1,
                  input_size: Any = None, downsample: str | None = None,
                  head: str | None = None, dtype: Any = jnp.float32,
-                 param_dtype: Any = jnp.float32, spatial_dims: int = 2, width: float = 1.0):
+                 param_dtype: Any = jnp.float32, spatial_dims: int = 2, width: float = 1.0,
+                 batch_norm: bool = False):
         size = self.begin(num_classes=num_classes, in_channels=in_channels, dtype=dtype,
                           param_dtype=param_dtype, input_size=input_size, default_size=32,
                           spatial_dims=spatial_dims)
@@ -50,9 +58,14 @@ class LeNet5(ZooModel):
         d, ds = spatial_dims, downsample or "max"
         kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
         c1, c3 = scaled(6, width), scaled(16, width)
-        self.C1 = nnx.Conv(in_channels, c1, (5,) * d, padding="VALID", **kw)
+        self.batch_norm = batch_norm
+        bias = dict(use_bias=False) if batch_norm else {}
+        self.C1 = nnx.Conv(in_channels, c1, (5,) * d, padding="VALID", **bias, **kw)
         self.S2 = make_downsample(ds, Point(2, 2, 0, d, c1, **kw))
-        self.C3 = nnx.Conv(c1, c3, (5,) * d, padding="VALID", **kw)
+        self.C3 = nnx.Conv(c1, c3, (5,) * d, padding="VALID", **bias, **kw)
+        if batch_norm:
+            self.C1_norm = make_batch_norm(c1, dtype=dtype, param_dtype=param_dtype)
+            self.C3_norm = make_batch_norm(c3, dtype=dtype, param_dtype=param_dtype)
         self.S4 = make_downsample(ds, Point(2, 2, 0, d, c3, **kw))
         self.head = make_head(head or "flatten", HeadSite(c3, self.final_spatial(size), **kw))
         h = head_width(self.head, c3, self.final_spatial(size))
@@ -64,9 +77,10 @@ class LeNet5(ZooModel):
 
     def stages(self) -> list[Stage]:
         relu = jax.nn.relu
-        return [Stage("C1", self.C1.out_features, (self.C1, relu)),
+        n1, n3 = ((self.C1_norm,), (self.C3_norm,)) if self.batch_norm else ((), ())
+        return [Stage("C1", self.C1.out_features, (self.C1, *n1, relu)),
                 Stage("S2", self.C1.out_features, (self.S2,)),
-                Stage("C3", self.C3.out_features, (self.C3, relu)),
+                Stage("C3", self.C3.out_features, (self.C3, *n3, relu)),
                 Stage("S4", self.C3.out_features, (self.S4,))]
 
     def classifier_ops(self) -> list:
