@@ -7,9 +7,10 @@ with torch, torchvision and open-clip-torch (installed with --no-deps; only its
     /tmp/tvvenv/bin/pip install --no-deps open-clip-torch==3.3.0
     /tmp/tvvenv/bin/python tools/make_open_clip_fixture_attention_pool.py
 
-Output: tests/nn/fixtures/open_clip_attention_pool.npz with the input (channels-last),
-every parameter (torch layout) and the output; tests/nn/test_attention_pool.py maps the
-parameters to `poolnets.nn.AttentionPool` and compares.
+Output: tests/nnx/fixtures/open_clip_attention_pool.npz with the input (channels-last),
+every parameter (torch layout) and the output; tests/nnx/test_nnx_attention.py loads the
+parameters into `poolnets.nnx.AttentionPool` (`poolnets.nnx.attention.load_clip`) and
+compares.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import types
 import numpy as np
 import torch
 
-OUT = pathlib.Path(__file__).resolve().parents[1] / "tests" / "nn" / "fixtures"
+OUT = pathlib.Path(__file__).resolve().parents[1] / "tests" / "nnx" / "fixtures"
 
 
 def load_attention_pool_class():

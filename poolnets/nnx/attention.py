@@ -4,19 +4,19 @@ arXiv:2103.00020) and a multi-head attention probe (`MAPHead`; Zhai et al., "Sca
 Transformers", CVPR 2022, arXiv:2106.04560, as big_vision's MAPHead).
 
 Both flatten `(N, *spatial, C)` into tokens `(N, T, C)` and let learned queries attend over
-them. `num_heads=None` picks `C // 64` heads when 64 divides C, else 1. Parameter names
-and shapes are those of the Linen modules of `poolnets.nn` (`attention/query/kernel`, ...;
-tests/nnx checks the paths), so Linen weights carry over path by path.
+them. `num_heads=None` picks `C // 64` heads when 64 divides C, else 1. `load_clip` loads
+a CLIP/OpenCLIP `AttentionPool2d` state dict into an `AttentionPool`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from poolnets.nnx._base import Pool, Shape, check_in_features, check_shape
@@ -124,3 +124,49 @@ class MAPHead(Pool):
             raise ValueError(f"expected a feature map (N, *spatial, C); got shape {shape}")
         queries = () if self.num_queries == 1 else (self.num_queries,)
         return (shape[0], *queries, self.in_features)
+
+
+def load_clip(module: AttentionPool, state: Mapping[str, Any]) -> AttentionPool:
+    """Sets `module`'s parameters from a CLIP/OpenCLIP `AttentionPool2d` state dict (arrays
+    under torch's names: `positional_embedding`, `q_proj.weight`, ..., `c_proj.bias`) and
+    returns it; an abstract module (`nnx.eval_shape`) gets concrete values.
+
+    Torch `Linear` weights are `(out, in)`; Flax's attention kernels split the feature axis
+    into heads: query/key/value `W.T -> (C, heads, C // heads)`, output projection
+    `W.T -> (heads, C // heads, out)`. CLIP flattens NCHW maps in row-major spatial order,
+    as `AttentionPool` flattens channels-last ones, so the positional embedding carries
+    over as it is. Every array must have the torch shape of `module`'s layout; a ValueError
+    names the first that does not, before anything is changed.
+    """
+    if not isinstance(module, AttentionPool):
+        raise TypeError(f"module must be a poolnets.nnx.AttentionPool; got {type(module)!r}")
+    c, heads = module.in_features, module.num_heads
+    out = module.output_dim or c
+    attention = module.attention
+    # (torch name, its torch shape here, the Param it sets, torch array -> Flax layout)
+    layout: list[tuple[str, tuple[int, ...], nnx.Param, Any]] = [
+        ("positional_embedding", (math.prod(module.spatial_shape) + 1, c),
+         module.positional_embedding, lambda a: a),
+        ("c_proj.weight", (out, c), attention.out.kernel,
+         lambda a: a.T.reshape(heads, c // heads, out)),
+        ("c_proj.bias", (out,), attention.out.bias, lambda a: a),
+    ]
+    for prefix, layer in (("q_proj", attention.query), ("k_proj", attention.key),
+                          ("v_proj", attention.value)):
+        layout += [(f"{prefix}.weight", (c, c), layer.kernel,
+                    lambda a: a.T.reshape(c, heads, c // heads)),
+                   (f"{prefix}.bias", (c,), layer.bias, lambda a: a.reshape(heads, c // heads))]
+    arrays = {}
+    for name, shape, _, _ in layout:
+        if name not in state:
+            raise ValueError(f"the CLIP state dict has no {name!r}; it has {sorted(state)}")
+        arrays[name] = np.asarray(state[name])
+        if arrays[name].shape != shape:
+            raise ValueError(
+                f"CLIP {name} has shape {arrays[name].shape}; this AttentionPool (in_features="
+                f"{c}, spatial_shape={module.spatial_shape}, output_dim={module.output_dim}) "
+                f"needs {shape}"
+            )
+    for name, _, param, to_flax in layout:
+        param.set_value(jnp.asarray(to_flax(arrays[name]), param.dtype))
+    return module

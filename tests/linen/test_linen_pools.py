@@ -1,6 +1,7 @@
-"""`poolnets.linen`: one Linen class per `poolnets.nnx` pool, made by Flax's bridge, equal to
-its `poolnets.nn` Linen twin given the same parameters (the cases of tests/nnx), the random
-pools drawing from Linen's "pool" stream exactly as the twins do.
+"""`poolnets.linen`: one Linen class per `poolnets.nnx` pool, made by Flax's bridge, holding
+the NNX module's parameters under the same paths and returning what the NNX module returns
+given them (the cases of tests/nnx, whose NNX modules tests/nnx checks against the pure
+functions), the random pools drawing from Linen's "pool" stream in training only.
 
 Every comparison runs under one jit (one compilation for the whole table): the bridged
 module builds its NNX module inside `apply`, so its program carries the (dead) parameter
@@ -9,6 +10,7 @@ initialisers and is compared by value, not by jaxpr.
 
 from __future__ import annotations
 
+import functools
 import sys
 from pathlib import Path
 
@@ -17,7 +19,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "nnx"))
-from nnx_cases import BY_NAME, X, flat_params, linen_variables  # noqa: E402
+from nnx_cases import BY_NAME, X, build, flat_params, host_values  # noqa: E402
 
 import poolnets.linen as plinen  # noqa: E402
 import poolnets.nnx as pnnx  # noqa: E402
@@ -61,8 +63,10 @@ OURS = {
     "attention": lambda: plinen.AttentionPool((6, 6), num_heads=3, output_dim=5),
     "map": lambda: plinen.MAPHead(mlp_dim=8, num_queries=2),
 }
-RANDOM = ("mixed_random", "stochastic", "fractional", "fractional_size")
 
+RANDOM = ("mixed_random", "stochastic", "fractional", "fractional_size")
+# LLVM level 0 only shortens the compiles.
+quick_jit = functools.partial(jax.jit, compiler_options={"xla_backend_optimization_level": 0})
 
 def test_every_nnx_pool_has_a_linen_class():
     exported = {n for n, v in vars(pnnx).items()
@@ -74,42 +78,50 @@ def test_every_nnx_pool_has_a_linen_class():
     assert {type(OURS[n]()).__name__ for n in OURS} <= exported
 
 
-def test_equal_to_the_linen_twins_with_the_same_parameters():
-    """Evaluation mode for every case with a twin, and training mode for the random pools
-    with the same "pool" key: the bridged module and the twin return the same values."""
-    key = jax.random.key(7)
-    runs = []  # (label, ours, twin, variables, our call's kwargs, the twin's)
+def test_equal_to_the_nnx_modules_with_the_same_parameters():
+    """Evaluation mode (`train=False`) for every case: the bridged module, given host-drawn
+    variables at its own init shapes, returns what the case's NNX module (in evaluation
+    mode) returns given the same parameters under the same paths."""
+    runs = []  # (name, bridged module, its variables, the NNX module)
+    keys = {"params": jax.random.key(0), "pool": jax.random.key(1)}
     for name, make in OURS.items():
-        case = BY_NAME[name]
-        variables = linen_variables(case)
         ours = make()
-        # Same parameter paths as the twin's (and so the NNX module's attributes).
-        got = jax.eval_shape(lambda o=ours: o.init(jax.random.key(0), X))
-        assert set(flat_params(got.get("params", {}))) == \
-            set(flat_params(variables.get("params", {}))), name
-        runs.append((name, ours, case.linen(), variables, {"train": False}, case.linen_kwargs))
-        if name in RANDOM:
-            train = {"train": True}
-            runs.append((f"{name}/train", ours, case.linen(), variables, train, train))
+        variables = host_values(jax.eval_shape(lambda o=ours: o.init(keys, X, train=False)))
+        module = build(BY_NAME[name], flat_params(variables.get("params", {})) or None)
+        if hasattr(module, "deterministic"):
+            module.eval()
+        runs.append((name, ours, variables, module))
 
     def outputs(x):
-        return [(a.apply(v, x, rngs={"pool": key}, **kw), b.apply(v, x, rngs={"pool": key}, **tw))
-                for _, a, b, v, kw, tw in runs]
+        return [(ours.apply(v, x, train=False), module(x)) for _, ours, v, module in runs]
 
-    results = jax.jit(outputs)(X)
-    for (label, *_), (ours, theirs) in zip(runs, results, strict=True):
+    results = quick_jit(outputs)(X)
+    for (name, *_), (ours, theirs) in zip(runs, results, strict=True):
         for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(theirs), strict=True):
-            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6, err_msg=label)
+            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6, err_msg=name)
+
+
 
 
 def test_random_pools_follow_train_and_the_pool_stream():
-    pool = plinen.StochasticPool(2)
-    draw = jax.jit(lambda k, train: pool.apply({}, X, train=train, rngs={"pool": k}),
-                   static_argnums=1)
-    k1, k2 = jax.random.key(1), jax.random.key(2)
-    np.testing.assert_array_equal(draw(k1, False), draw(k2, False))
-    assert not np.array_equal(draw(k1, True), draw(k2, True))
-    np.testing.assert_array_equal(draw(k1, True), draw(k1, True))
+    """Evaluation ignores the key; training draws from the "pool" stream: the same key
+    gives the same output, another key another."""
+    pools = [OURS[name]() for name in RANDOM]
+
+    def draw(k, train):
+        return [pool.apply({}, X, train=train, rngs={"pool": k}) for pool in pools]
+
+    @quick_jit
+    def calls(k1, k2):  # one compile
+        return (draw(k1, False), draw(k2, False)), (draw(k1, True), draw(k1, True),
+                                                    draw(k2, True))
+
+    evaluations, trainings = calls(jax.random.key(1), jax.random.key(2))
+    evaluations, trainings = zip(*evaluations, strict=True), zip(*trainings, strict=True)
+    for name, (a, b), (c, d, e) in zip(RANDOM, evaluations, trainings, strict=True):
+        np.testing.assert_array_equal(a, b, err_msg=name)
+        np.testing.assert_array_equal(c, d, err_msg=name)
+        assert not np.array_equal(c, e), name
 
 
 def test_output_shape_and_argument_errors():
