@@ -4,6 +4,7 @@ clear errors for bad arguments (when built) and bad inputs."""
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 
@@ -12,7 +13,16 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
-from nnx_cases import BY_NAME, CASES, X_ODD, X, assert_same_program, build, uniform_alpha
+from nnx_cases import (
+    BY_NAME,
+    CASES,
+    X_ODD,
+    X,
+    assert_same_program,
+    build,
+    uniform_alpha,
+    with_host_params,
+)
 
 import poolnets.nnx as pnnx
 from poolnets import pooling as P
@@ -48,20 +58,78 @@ def test_learnable_quantities_are_params_and_parameter_free_pools_have_none():
         assert has_params == (learnable and not fixed), case.name
 
 
-def test_initial_values_follow_the_linen_modules():
+def test_initial_values():
     rngs = nnx.Rngs(0)
+    assert float(pnnx.GeMPool(2).p[...]) == 3.0  # Radenovic et al.'s starting exponent
     assert float(pnnx.GeMPool(2, p=2.5).p[...]) == 2.5
     assert float(pnnx.MixedPool(2).alpha_logit[...]) == 0.0
     assert math.isclose(math.exp(pnnx.LSEPool(2, r=3.0, learnable=True).log_r[...]), 3.0,
                         rel_tol=1e-6)
     lp = pnnx.LPPool(2, p=3.0, learnable=True, per_feature=True, in_features=4)
     np.testing.assert_allclose(1.0 + np.logaddexp(0.0, lp.p_raw[...]), np.full(4, 3.0), rtol=1e-6)
+    scalar = pnnx.LPPool(2, p=2.5, learnable=True).p_raw[...]
+    assert scalar.shape == () and math.isclose(1.0 + np.logaddexp(0.0, scalar), 2.5, rel_tol=1e-6)
     gated = pnnx.GatedPool(3, (2, 2), per_feature=True, rngs=rngs)
     assert gated.gate_weights[...].shape == (2, 2, 3) and not np.any(gated.gate_weights[...])
     tree = pnnx.TreePool(3, 2, spatial_dims=2, num_leaves=4, rngs=rngs)
     leaves = np.asarray(tree.leaf_filters[...])
     assert leaves.shape == (4, 2, 2) and np.all((leaves >= 0.5 / 4) & (leaves < 1.5 / 4))
+    assert len(np.unique(leaves)) == leaves.size  # near the average, yet the leaves differ
     assert tree.gate_weights[...].shape == (3, 2, 2)
+    shapes = nnx.eval_shape(lambda: {  # the per-window and per-feature layouts
+        "gated": pnnx.GatedPool(3, (3, 3), rngs=nnx.Rngs(0)).gate_weights,
+        "tree": pnnx.TreePool(3, (2, 2), per_feature=True, rngs=nnx.Rngs(0)),
+        "mixed": pnnx.MixedPool(2, per_feature=True, in_features=3).alpha_logit,
+    })
+    assert shapes["gated"].shape == (3, 3) and shapes["mixed"].shape == (3,)
+    assert shapes["tree"].leaf_filters.shape == (2, 2, 2, 3)
+    assert shapes["tree"].gate_weights.shape == (1, 2, 2, 3)
+
+
+def test_lip_logits_come_from_a_biasless_conv_instance_norm_and_scaled_sigmoid():
+    """LIP's logit branch recomputed from its parameters: a 3 x 3 'SAME' convolution
+    without bias, instance normalisation (epsilon 1e-6, learned scale and bias) and
+    `12 * sigmoid` (the authors' simplified LIP)."""
+    module = with_host_params(nnx.eval_shape(lambda: pnnx.LIPPool(3, (3, 3), 2, 1,
+                                                                  rngs=nnx.Rngs(0))))
+    kernel = module.logit_conv.kernel[...]
+    assert kernel.shape == (3, 3, 3, 3) and module.logit_conv.bias is None
+    scale, bias = (np.asarray(getattr(module.logit_norm, k)[...], np.float64)
+                   for k in ("scale", "bias"))
+    x = np.asarray(X, np.float64)
+    padded = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    h = sum(np.einsum("nhwc,cd->nhwd", padded[:, i:i + 6, j:j + 6], np.asarray(kernel[i, j]))
+            for i in range(3) for j in range(3))
+    mean, var = h.mean(axis=(1, 2), keepdims=True), h.var(axis=(1, 2), keepdims=True)
+    logits = 12.0 / (1.0 + np.exp(-((h - mean) / np.sqrt(var + 1e-6) * scale + bias)))
+    got, want = jax.jit(lambda x, w: (module(x), P.lip_pool(x, w, 3, 2, 1)))(
+        X, logits.astype(np.float32))
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_gradients_reach_every_learned_parameter():
+    """Every pool with parameters, under one jit: each parameter gets a finite, nonzero
+    gradient of the squared output (the attention heads: test_nnx_attention.py)."""
+    modules = {c.name: build(c) for c in CASES if c.pure is not None
+               and nnx.state(nnx.eval_shape(lambda c=c: c.make(nnx.Rngs(0))), nnx.Param)}
+    assert {"lp_learned", "gem", "gem_strided", "global_gem", "lse", "lip", "mixed", "gated",
+            "tree", "conv_blur"} <= set(modules)
+    for module in modules.values():
+        if isinstance(getattr(module, "p", None), nnx.Param):  # GeM: above its clamp at 1
+            module.p.set_value(module.p[...] + 2.0)
+    splits = {name: nnx.split(m, nnx.Param, ...) for name, m in modules.items()}
+
+    @functools.partial(jax.jit, compiler_options={"xla_backend_optimization_level": 0})
+    def grads(params):  # one compile; LLVM level 0 only shortens it
+        def loss(name, p):
+            graphdef, _, rest = splits[name]
+            return jnp.sum(nnx.merge(graphdef, p, rest)(X) ** 2)
+
+        return {name: jax.grad(functools.partial(loss, name))(p) for name, p in params.items()}
+
+    for name, g in grads({name: p for name, (_, p, _) in splits.items()}).items():
+        for path, leaf in jax.tree_util.tree_leaves_with_path(nnx.to_pure_dict(g)):
+            assert np.all(np.isfinite(leaf)) and np.any(np.asarray(leaf) != 0), (name, path)
 
 
 RANDOM_CASES = {
@@ -141,6 +209,8 @@ BAD_ARGUMENTS = [
     (lambda: pnnx.LPPool(2, p=0), ValueError, "p=0"),
     (lambda: pnnx.LPPool(2, p=1.0, learnable=True), ValueError, "finite initial p > 1"),
     (lambda: pnnx.LPPool(2, learnable=True, per_feature=True), ValueError, "in_features=None"),
+    (lambda: pnnx.LPPool(2, per_feature=True, in_features=3), ValueError,
+     "per_feature=True needs learnable=True"),
     (lambda: pnnx.GeMPool(2, p=-1.0), ValueError, "p=-1.0"),
     (lambda: pnnx.GeMPool(2, per_feature=True, learnable=False, in_features=3), ValueError,
      "per_feature=True needs learnable=True"),
@@ -209,3 +279,14 @@ def test_bad_inputs_name_what_was_expected():
         roi.output_shape((6, 6, 3))
     with pytest.raises(ValueError, match="input/2 <= output <= input"):
         pnnx.FractionalMaxPool((4, 4)).output_spatial((10, 10))
+
+
+def test_fractional_sizes_by_hand():
+    """`ceil(L / ratio)` per spatial dim, leading batch dims kept, traced and reported."""
+    for module, shape, want in [
+            (pnnx.FractionalMaxPool(ratio=math.sqrt(2), deterministic=True), (1, 9, 7, 2),
+             (1, 7, 5, 2)),
+            (pnnx.FractionalMaxPool(ratio=(1.5, 1.0), spatial_dims=2, deterministic=True),
+             (3, 1, 9, 7, 2), (3, 1, 6, 7, 2))]:
+        assert jax.eval_shape(module, jax.ShapeDtypeStruct(shape, jnp.float32)).shape == want
+        assert module.output_shape(shape) == want
