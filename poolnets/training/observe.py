@@ -1,5 +1,6 @@
-"""TensorBoard event files (via tensorboardX, no TensorFlow), the optional profiler trace,
-and curves.png, a picture of the run's curves that needs nothing but an image viewer."""
+"""What a run shows: the console (status lines, then a progress bar), TensorBoard event files
+(via tensorboardX, no TensorFlow), and curves.png, a picture of the run's curves that needs
+nothing but an image viewer. (The profiler trace is a hook: poolnets.training.hooks.)"""
 
 from __future__ import annotations
 
@@ -7,13 +8,48 @@ import json
 import os
 from typing import Any
 
-import jax
-
 TENSORBOARD_DIR = "tensorboard"
 CURVES_FILE = "curves.png"
-PROFILE_DIR = "profile"
-# Steps before the trace starts: the first calls can include one-off work (transfers, warm-up).
-PROFILE_AFTER = 2
+
+
+class Console:
+    """The run's console (enabled=False: silent, e.g. on processes other than 0).
+
+    `say(line)` prints a status line on stdout at once (stderr is for errors and the bar);
+    `start_progress(total, initial)` opens a progress bar (tqdm, on stderr) that
+    `advance(steps, entry)` moves, showing the entry's train loss, accuracy and images/s;
+    lines said while it is open are printed above it.
+    """
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self._bar: Any = None
+
+    def say(self, line: str) -> None:
+        if not self.enabled:
+            return
+        if self._bar is not None:
+            self._bar.write(line)
+        else:
+            print(line, flush=True)
+
+    def start_progress(self, total: int, initial: int) -> None:
+        if self.enabled:
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True)
+
+    def advance(self, steps: int, entry: dict[str, Any]) -> None:
+        if self._bar is not None:
+            self._bar.set_postfix(loss=f"{entry['train_loss']:.4f}",
+                                  acc=f"{entry['train_accuracy']:.3f}",
+                                  img_s=f"{entry['images_per_s']:.0f}")
+            self._bar.update(steps)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
 
 
 class Scalars:
@@ -42,37 +78,6 @@ class Scalars:
     def close(self) -> None:
         if self._writer is not None:
             self._writer.close()
-
-
-class ProfileWindow:
-    """Traces `num_steps` steps with `jax.profiler` into workdir/profile (0: never).
-
-    Call `before_step(step)` before running step `step` (1-based) and `close()` at the end.
-    The trace opens in TensorBoard's profile plugin or Perfetto.
-    """
-
-    def __init__(self, workdir: str, num_steps: int, first_step: int):
-        self.directory = os.path.join(workdir, PROFILE_DIR)
-        self.start = first_step + PROFILE_AFTER
-        self.stop = self.start + num_steps
-        self.active = False
-        self.enabled = num_steps > 0
-
-    def before_step(self, step: int, state: Any) -> None:
-        if not self.enabled:
-            return
-        if step == self.start and not self.active:
-            jax.block_until_ready(state)
-            jax.profiler.start_trace(self.directory)
-            self.active = True
-        elif step == self.stop and self.active:
-            self.close(state)
-
-    def close(self, state: Any = None) -> None:
-        if self.active:
-            jax.block_until_ready(state)
-            jax.profiler.stop_trace()
-            self.active = False
 
 
 def write_curves(workdir: str) -> str:
