@@ -100,6 +100,19 @@ def main(argv: list[str]) -> None:
     if not flags.FLAGS["verbosity"].present:
         # INFO chatter (JAX probing for absent TPUs) would bury the progress bar; -v 0 shows it.
         logging.set_verbosity(logging.WARNING)
+    from poolnets.training.cli import config_path
+
+    name = os.path.splitext(os.path.basename(config_path(sys.argv, DEFAULT_CONFIG)))[0]
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    workdir = flags.FLAGS.workdir or os.path.join("runs", f"{name}-{stamp}")
+    config = flags.FLAGS.config
+    # Said before the imports below (JAX and its friends take seconds): the run then says
+    # "preparing data", "compiling ...", and shows a progress bar.
+    dist = config.distributed  # as initialize_distributed reads it: process 0 speaks
+    process = dist.process_id if dist.coordinator_address else os.environ.get("JAX_PROCESS_ID")
+    if str(process or 0) == "0":
+        print(f"train.py: {config.model.name} on {config.dataset} ({name}), workdir {workdir}: "
+              "importing JAX", flush=True)
     from poolnets.training import (
         CheckpointError,
         ConfigError,
@@ -107,12 +120,8 @@ def main(argv: list[str]) -> None:
         WriteError,
         train_and_evaluate,
     )
-    from poolnets.training.cli import config_path
     from poolnets.training.setup import initialize_distributed
 
-    name = os.path.splitext(os.path.basename(config_path(sys.argv, DEFAULT_CONFIG)))[0]
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    workdir = flags.FLAGS.workdir or os.path.join("runs", f"{name}-{stamp}")
     try:
         initialize_distributed(flags.FLAGS.config)
         summary = train_and_evaluate(flags.FLAGS.config, workdir)

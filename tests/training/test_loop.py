@@ -26,10 +26,16 @@ def _read_metrics(workdir):
         return [json.loads(line) for line in f]
 
 
-def test_tiny_run_learns_and_writes_artifacts(tmp_path, tiny_config, tiny_model):
+def test_tiny_run_learns_and_writes_artifacts(tmp_path, tiny_config, tiny_model, capsys):
     tiny_config.curves = True
     workdir = str(tmp_path / "run")
-    summary = train_and_evaluate(tiny_config, workdir, model=tiny_model, show_progress=False)
+    summary = train_and_evaluate(tiny_config, workdir, model=tiny_model, show_progress=True)
+    # the console says what happens before the first step, then shows progress
+    out, err = capsys.readouterr()
+    assert out.splitlines()[:2] == [
+        "poolnets: preparing data: digits",
+        "poolnets: compiling the train and eval steps of TinyCNN (5,354 params, batch 32)"]
+    assert "12/12" in err and out.splitlines()[2].startswith("epoch 0.267  step 12  test_loss")
 
     assert sorted(os.listdir(workdir)) == [
         "checkpoints", "config.json", "curves.png", "metrics.jsonl", "summary.json",
