@@ -225,3 +225,17 @@ def test_heads_output_widths_and_values():
     np.testing.assert_allclose(out["lse"], lse, rtol=1e-5, atol=1e-6)
     weights = np.exp(flat) / np.exp(flat).sum(axis=1, keepdims=True)
     np.testing.assert_allclose(out["soft"], (weights * flat).sum(axis=1), rtol=1e-5, atol=1e-6)
+
+
+def test_conv_length_is_the_floor_rule():
+    """`conv_spatial`, the zoo's length rule for its convolutions (strided_conv, stems),
+    against counting the window positions that fit in the padded input."""
+    for w in range(1, 4):
+        for s in range(1, 4):
+            for p in range(w // 2 + 1):
+                conv = nnx.eval_shape(lambda w=w, s=s, p=p: nnx.Conv(
+                    1, 1, (w,), (s,), padding=((p, p),), rngs=nnx.Rngs(0)))
+                for n in range(1, 12):
+                    fits = len(range(-p, n + p - w + 1, s))
+                    got = layers.conv_spatial(conv, (n,))[0]
+                    assert got == fits if fits else got < 1, (n, w, s, p)
