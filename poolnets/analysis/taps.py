@@ -57,13 +57,29 @@ def tapped_call(model: nnx.Module, x: jax.Array, layer: str,
     target = find_module(copy, layer)
     captured: list[jax.Array] = []
     base = type(target)
+    checking = [False]
 
     def __call__(self: Any, *args: Any, **kwargs: Any) -> Any:
         out = base.__call__(self, *args, **kwargs)
+        if checking[0]:
+            return out
         captured.append(out)
         return out if delta is None else out + delta.astype(out.dtype)
 
-    target.__class__ = type(f"Tapped{base.__name__}", (base,), {"__call__": __call__})
+    methods: dict[str, Any] = {"__call__": __call__}
+    if hasattr(base, "output_shape"):
+        # A pool that evaluates itself abstractly for its shape (the model's input check
+        # asks it before the forward) is not tapped then: that call's output is a tracer
+        # of jax.eval_shape, which would leak out as the layer's activation.
+        def output_shape(self: Any, *args: Any, **kwargs: Any) -> Any:
+            checking[0] = True
+            try:
+                return base.output_shape(self, *args, **kwargs)
+            finally:
+                checking[0] = False
+
+        methods["output_shape"] = output_shape
+    target.__class__ = type(f"Tapped{base.__name__}", (base,), methods)
     y = copy(x, train=False)
     if not captured:
         raise ValueError(f"layer {layer!r} was not called; layers: {module_names(model)}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from poolnets.report.results import (
+    DATASET_EDGES,
     Results,
     compare,
     fmt,
@@ -149,7 +150,8 @@ def claim_edges_textures(R: Results, cfg: dict) -> str | None:
     if (stub := untrained(mx, avg)) is not None:
         return stub
     edges = compare(mx, avg, "test_accuracy")
-    text = (f"Digits (strokes, i.e. edges): max {fmt(mx, 'test_accuracy')} vs avg "
+    what = DATASET_EDGES.get(cfg["dataset"], f"`{cfg['dataset']}`")
+    text = (f"{what}: max {fmt(mx, 'test_accuracy')} vs avg "
             f"{fmt(avg, 'test_accuracy')} test accuracy ({R.head} head): max is {edges}.")
     by_name = {r["name"]: r for r in R.texture}
     tmx = next((r for r in R.texture if r["downsample"] == "max"), None)
@@ -277,7 +279,7 @@ CLAIMS: list[tuple[str, str, Callable, str]] = [
      claim_noise, "robustness"),
     ("Pooling widens receptive fields", "analytic RF; effective RF (Luo et al. 2016)",
      claim_receptive_field, "erf"),
-    ("Max suits edges, average suits textures", "test accuracy max vs avg on digits and on "
+    ("Max suits edges, average suits textures", "test accuracy max vs avg on {data} and on "
      "procedural textures",
      claim_edges_textures, "textures"),
     ("Shift invariance comes from pooling, not from data augmentation",

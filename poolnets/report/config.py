@@ -26,6 +26,8 @@ SWEEP_NUMBERS: dict[str, Range] = {
     "seeds": Range(0, 2**63, integer=True, sequence=True, text="an integer in [0, 2**63)"),
     "num_epochs": _COUNT,
     "num_steps": Range(1, integer=True, optional=True),
+    "train_examples": Range(1, integer=True, optional=True),
+    "test_examples": Range(1, integer=True, optional=True),
     "batch_size": _COUNT,
     "learning_rate": Range(0, low_open=True),
     "weight_decay": Range(0),
@@ -55,6 +57,10 @@ def default_config() -> ml_collections.ConfigDict:
     c.model = "lenet5"
     c.dataset = "digits"
     c.data_dir = ml_collections.config_dict.placeholder(str)
+    # The first N examples of config.dataset's train / test split (None: all of it), so a
+    # large dataset fits a CPU budget; the texture experiment keeps its whole dataset.
+    c.train_examples = ml_collections.config_dict.placeholder(int)
+    c.test_examples = ml_collections.config_dict.placeholder(int)
     c.downsamples = ("all",)  # ("all",): core first, then every other registered name
     c.heads = ("flatten", "avg")
     c.seeds = (0, 1, 2)

@@ -67,6 +67,18 @@ def untrained(*rows: dict) -> str | None:
             f"accuracy below {TRAINED}), so its invariance and robustness are not comparable.")
 
 
+# How the claims name a report's main dataset (others: its registry name in backticks), and
+# what its images are made of, for the "max suits edges" claim.
+DATASET_NAMES = {"digits": "digits", "fashion_mnist": "Fashion-MNIST"}
+DATASET_EDGES = {"digits": "Digits (strokes, i.e. edges)",
+                 "fashion_mnist": "Fashion-MNIST (photos of clothes: outlines, i.e. edges, "
+                                  "and some fabric texture)"}
+
+
+def dataset_name(cfg: dict) -> str:
+    return DATASET_NAMES.get(cfg["dataset"], f"`{cfg['dataset']}`")
+
+
 def index_of(cfg_values: list, value: float) -> int | None:
     return cfg_values.index(value) if value in cfg_values else None
 

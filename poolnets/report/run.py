@@ -50,10 +50,24 @@ class Context:
         """(train, test) as [0, 1] model input, and the dataset's spec."""
         if name not in self._splits:
             spec = get_spec(name)
-            parts = [load_split(name, s, self.config.data_dir) for s in ("train", "test")]
+            parts = [self._subset(name, s, load_split(name, s, self.config.data_dir))
+                     for s in ("train", "test")]
             self._splits[name] = (*[Split(model_input(p.images, spec.preprocess),
                                           np.asarray(p.labels)) for p in parts], spec)
         return self._splits[name]
+
+    def _subset(self, name: str, split: str, part: Split) -> Split:
+        """The first config.<split>_examples of config.dataset's split (all if None)."""
+        field = f"{split}_examples"
+        n = self.config.get(field)
+        if name != self.config.dataset or n is None:
+            return part
+        if n > len(part.labels):
+            from poolnets.training.config import ConfigError
+
+            raise ConfigError(f"config.{field}={n} is more than the {len(part.labels)} "
+                              f"{split} examples of {name!r}; choices: 1..{len(part.labels)}")
+        return Split(part.images[:n], part.labels[:n])
 
     def data(self, name: str) -> tuple[dict, Any]:
         """({"train", "test", "num_classes"} normalised, probe set of the test images)."""

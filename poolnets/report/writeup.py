@@ -8,6 +8,7 @@ from poolnets.report.claims import CLAIMS
 from poolnets.report.results import (
     TRAINED,
     Results,
+    dataset_name,
     fmt,
     identical_variants,
     index_of,
@@ -37,6 +38,22 @@ def main_table(R: Results, cfg: dict) -> list[str]:
             fmt(r, "gaussian_noise", ig), fmt(r, "rotation", ir), f"{r['params']:,}",
             f"{r['flops'] / 1e6:.2f}", rf_text(r), str(r.get("erf_area90", "n/a"))]) + " |")
     return lines
+
+
+def data_text(R: Results, cfg: dict) -> list[str]:
+    """Which rows ran on which data, when the sweep used a subset of its dataset."""
+    n, m = cfg.get("train_examples"), cfg.get("test_examples")
+    if n is None and m is None:
+        return []
+    train = f"the first {n:,} training images" if n else "all training images"
+    test = f"its first {m:,} test images" if m else "all its test images"
+    text = (f"Data: every row except the texture rows trains on {train} of `{cfg['dataset']}` "
+            f"and is tested, under every probe, on {test}")
+    if R.texture:
+        name = R.texture[0]["dataset"]
+        text += (f"; the `{name}:` rows (the texture half of the edges/textures claim) train "
+                 f"and test on the whole `{name}` dataset")
+    return [text + ".", ""]
 
 
 def write_readme(results: list[dict], meta: dict, figures: dict[str, str], out: str) -> str:
@@ -69,7 +86,7 @@ def write_readme(results: list[dict], meta: dict, figures: dict[str, str], out: 
         "set images are shifted, noised, rotated and zoomed identically for every variant. "
         f"Variants whose mean test accuracy is below {TRAINED} are marked \"did not train\" "
         "and excluded from best/worst picks.",
-        "",
+        "", *data_text(R, cfg),
         "Verdicts compare means: a difference counts only beyond two standard errors "
         "(and at least 0.005); otherwise it is \"indistinguishable\" / \"no measurable "
         "effect\". Everything below is produced from `results.json` by "
@@ -80,7 +97,8 @@ def write_readme(results: list[dict], meta: dict, figures: dict[str, str], out: 
     for claim, measurement, fn, fig in CLAIMS:
         shown = fn(R, cfg) or "not measured in this run (a needed variant is missing)"
         link = f"[{figures[fig]}]({figures[fig]})" if fig in figures else ""
-        lines.append(f"| {claim} | {measurement} | {shown} | {link} |")
+        lines.append(f"| {claim} | {measurement.format(data=dataset_name(cfg))} | {shown} "
+                     f"| {link} |")
     lines += ["", "## Main table", "", *main_table(R, cfg), ""]
     notes = identical_variants(R)
     if notes:
