@@ -89,34 +89,47 @@ class Periodic(Hook):
         raise NotImplementedError
 
 
-class LogMetrics(Periodic):
-    """Collects every step's metrics and, when due, fetches them in one transfer (the only
-    host sync of the train phase), stops at the first non-finite step, and writes one
-    record: the means of loss, accuracy and grad_norm since the last record, the learning
-    rate and the images/s of that train-phase stretch.
+class LogMetrics(Hook):
+    """Collects every step's metrics and, when due, fetches them in one transfer, stops at
+    the first non-finite step, and writes one record: the means of loss, accuracy and
+    grad_norm since the last record, the learning rate and the images/s of that train-phase
+    stretch.
 
+    The fetch waits for the step, so at a due step it is deferred to the next call, when
+    the next step is already queued behind it: the device is not left idle while the host
+    fetches and writes (the loop's only host sync otherwise). Where `at_once(step)` (a step
+    whose evaluation or checkpoint must follow its record) the record is written at once.
     record(entry) writes the record (metrics.jsonl, TensorBoard); progress(n, entry) moves
     the console's progress bar by n steps; last_good() says which checkpoint holds the last
     good state, for the divergence message.
     """
 
-    def __init__(self, due: Callable[[int], bool], *, batch_size: int, steps_per_epoch: int,
+    def __init__(self, due: Callable[[int], bool], *, at_once: Callable[[int], bool],
+                 batch_size: int, steps_per_epoch: int,
                  learning_rate: Callable[[int], Any], record: Callable[[dict], None],
                  progress: Callable[[int, dict], None], last_good: Callable[[], str],
                  clock: Stopwatch):
-        super().__init__(due)
+        self.due, self.at_once = due, at_once
         self.batch_size, self.steps_per_epoch = batch_size, steps_per_epoch
         self.learning_rate, self.record, self.progress = learning_rate, record, progress
         self.last_good, self.clock = last_good, clock
         self.pending: list[Any] = []
+        self.deferred: tuple[int, list[Any]] | None = None
         self.since = clock.elapsed()
 
     def __call__(self, step: int, state: Any, metrics: Any) -> None:
+        if self.deferred is not None:
+            self.write(*self.deferred)
         self.pending.append(metrics)
-        super().__call__(step, state, metrics)
+        if self.due(step):
+            self.deferred, self.pending = (step, self.pending), []
+            if self.at_once(step):
+                self.write(*self.deferred)
 
-    def run(self, step: int, state: Any) -> None:
-        logged = jax.device_get(self.pending)
+    def write(self, step: int, steps_metrics: list[Any]) -> None:
+        """Writes the record of `step` from the metrics of the steps up to it."""
+        self.deferred = None
+        logged = jax.device_get(steps_metrics)
         train_s = self.clock.elapsed() - self.since  # the steps' time, not this logging's
         first = step - len(logged) + 1
         for i, m in enumerate(logged):
@@ -136,7 +149,6 @@ class LogMetrics(Periodic):
         }
         self.record(entry)
         self.progress(len(logged), entry)
-        self.pending = []
         self.since = self.clock.elapsed()
 
 

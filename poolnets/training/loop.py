@@ -168,9 +168,10 @@ def _make_hooks(run: _Run, record: Any, console: observe.Console, data_state: An
     config, total = run.config, run.recipe.total_steps
     per_epoch = run.recipe.steps_per_epoch
     return [
-        hooks.LogMetrics(  # also before each checkpoint and evaluation
+        hooks.LogMetrics(  # also before each checkpoint and evaluation, then at once
             hooks.Every(config.log_every, config.checkpoint_every_steps, per_epoch,
                         at=(total,)),
+            at_once=hooks.Every(config.checkpoint_every_steps, per_epoch, at=(total,)),
             batch_size=config.batch_size, steps_per_epoch=per_epoch,
             learning_rate=run.recipe.schedule, record=record, progress=console.advance,
             last_good=run.checkpoints.last_good, clock=clock),

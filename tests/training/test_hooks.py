@@ -64,20 +64,25 @@ def test_the_loops_hooks_log_then_evaluate_then_checkpoint(tmp_path, monkeypatch
     ]
 
 
-def test_log_averages_the_steps_since_the_last_record():
+def test_log_averages_the_steps_since_the_last_record_written_after_the_next_step():
+    """A record waits for the next step to be queued (no idle device while the host fetches
+    and writes), except at the steps `at_once` names (an evaluation or checkpoint follows)."""
     records, moved = [], []
-    log = hooks.LogMetrics(hooks.Every(3), batch_size=8, steps_per_epoch=4,
-                           learning_rate=lambda step: step / 100, record=records.append,
-                           progress=lambda n, entry: moved.append(n),
+    log = hooks.LogMetrics(hooks.Every(3), at_once=hooks.Every(None, at=(6,)), batch_size=8,
+                           steps_per_epoch=4, learning_rate=lambda step: step / 100,
+                           record=records.append, progress=lambda n, entry: moved.append(n),
                            last_good=lambda: "", clock=hooks.Stopwatch())
-    _drive([log], range(1, 7))
+    _drive([log], range(1, 4))
+    assert records == []  # step 3's record waits for step 4
+    _drive([log], range(4, 7))
     assert [(r["step"], r["train_loss"], r["epoch"], r["learning_rate"]) for r in records] == [
         (3, 2.0, 0.75, 0.02), (6, 5.0, 1.5, 0.05)]
     assert moved == [3, 3] and all(r["images_per_s"] > 0 for r in records)
 
 
 def test_the_first_non_finite_step_stops_the_run_at_the_next_record():
-    log = hooks.LogMetrics(hooks.Every(4), batch_size=8, steps_per_epoch=4,
+    log = hooks.LogMetrics(hooks.Every(4), at_once=hooks.Every(8), batch_size=8,
+                           steps_per_epoch=4,
                            learning_rate=lambda step: 0.1, record=lambda entry: None,
                            progress=lambda n, entry: None,
                            last_good=lambda: "last good checkpoint: step 4",
