@@ -6,7 +6,7 @@ from poolnets.report.config import default_config
 from poolnets.report.results import Results, identical_variants
 from poolnets.report.sweep import train_config, variants
 
-CFG = {"shifts": [0, 4, 8]}
+CFG = {"shifts": [0, 4, 8], "dataset": "digits"}
 
 
 def _stat(runs):
@@ -37,6 +37,10 @@ def test_textures_half_contradicts_when_max_wins_on_textures():
     assert "avg is lower" in text
     only_digits = claim_edges_textures(Results(rows[:2]), CFG)
     assert only_digits.startswith("**edges half only: supports**")
+    assert "Digits (strokes, i.e. edges): max 0.983" in only_digits
+    fashion = claim_edges_textures(Results(rows[:2]), {**CFG, "dataset": "fashion_mnist"})
+    assert "Fashion-MNIST (photos of clothes: outlines, i.e. edges, and some fabric " \
+           "texture): max 0.983" in fashion and "Digits" not in fashion
 
 
 def test_augmentation_verdict_compares_gain_with_architecture_spread():
