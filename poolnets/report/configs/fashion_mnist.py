@@ -27,10 +27,10 @@ def get_config() -> ml_collections.ConfigDict:
                      "soft", "median")
     c.heads = ("flatten", "avg")
     c.seeds = (0, 1, 2)
-    c.train_examples = 6000
-    c.test_examples = 1000
+    c.train_examples = 4000
+    c.test_examples = 500
     c.batch_size = 128
     c.num_epochs = 5
-    c.head_epochs = (("avg", 12),)
+    c.head_epochs = (("avg", 10),)
     c.max_minutes = 36.0
     return c
