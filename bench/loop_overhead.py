@@ -13,11 +13,13 @@ Contenders, alternated (loop, bare, loop, bare, ...), each pair on the same comp
   saves (each timed after the state they read is ready, as the loop itself waits for it).
 - bare: the same compiled step called back to back from the same initial state on the same
   batches, which are captured from the loop's own calls (already on device), then one wait.
-Per case: median ms/step of each, the median of the per-pair ratios loop/bare, and the load
-average before and after (the machine may be shared: pairs cancel slow drifts, not bursts),
-in wall time and in CPU time of the process (all threads: XLA's, the input pipeline's,
-Python's). On a loaded machine the CPU time is the steadier of the two; it misses the time
-the device waits for the host, which the wall time counts.
+The compiled step is run once before the loop starts (on zeros), so neither contender pays
+its executable's one-off first-run work. Per case: median ms/step of each, the median of
+the per-pair ratios loop/bare, and the load average before and after (the machine may be
+shared: pairs cancel slow drifts, not bursts), in wall time and in CPU time of the process
+(all threads: XLA's, the input pipeline's, Python's). On a loaded machine the CPU time is
+the steadier of the two; it misses the time the device waits for the host, which the wall
+time counts.
 
 Cases: "default" is configs/default.py (LeNet-5 on digits, 660 steps of 64, an evaluation
 every 22 steps); "resnet20" is a CPU-sized ResNet-20: synthetic 32x32x3 data, batch 32,
@@ -47,6 +49,7 @@ import numpy as np
 
 from poolnets.training import artifacts, loop
 from poolnets.training.defaults import synthetic_config
+from poolnets.training.steps import put_batch, put_replicated
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -82,10 +85,16 @@ class Probe:
         self.excluded = np.zeros(2)  # evaluations and saves, wall and CPU seconds
         self.batches, self.key, self.initial, self.train_fn = [], None, None, None
 
-    def compile_steps(self, original, mesh, state, *args, **kwargs):
-        train_fn, eval_fn = original(mesh, state, *args, **kwargs)
+    def compile_steps(self, original, mesh, state, batch_shape, *args, **kwargs):
+        train_fn, eval_fn = original(mesh, state, batch_shape, *args, **kwargs)
         self.initial = jax.tree.map(jnp.copy, state)  # the loop donates `state`
         self.train_fn = train_fn
+        # The executable's first run does one-off work; both contenders get a warm one.
+        images = np.zeros(batch_shape, kwargs.get("image_dtype", np.float32))
+        labels = np.zeros(len(images), np.int32)
+        jax.block_until_ready(train_fn(jax.tree.map(jnp.copy, state),
+                                       *put_batch(mesh, images, labels),
+                                       put_replicated(mesh, jax.random.key(0))))
 
         def train(state, images, labels, key):
             if self.first_call is None:
