@@ -2,7 +2,7 @@
 
 Command:   python train.py --config configs/lenet5_mnist.py --workdir runs/lenet5_mnist
            (pooling sweep: add --config.model.downsample=<name>, see
-           poolnets.nn.downsample_names())
+           poolnets.models.downsample_names())
 Hardware:  sized for a CPU or any GPU (60k images x 20 epochs); not run here (no MNIST on this
            machine).
 Expected:  published: 99.05% for the original LeNet-5 without distortions (0.95% error, LeCun et

@@ -3,7 +3,7 @@ iterations), 182 epochs.
 
 Command:   python train.py --config configs/resnet20_cifar10.py --workdir runs/resnet20_cifar10
            (pooling sweep: add --config.model.downsample=<name>, see
-           poolnets.nn.downsample_names())
+           poolnets.models.downsample_names())
 Hardware:  sized for one GPU with >= 16 GB (batch 128, float32); not run here. On the 2-core CPU
            used for development this is impractical (see bench/train_throughput.py for measured
            images/s).

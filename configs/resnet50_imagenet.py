@@ -3,7 +3,7 @@ epochs.
 
 Command:   python train.py --config configs/resnet50_imagenet.py --workdir runs/resnet50_imagenet
            (pooling sweep: add --config.model.downsample=<name>, see
-           poolnets.nn.downsample_names())
+           poolnets.models.downsample_names())
 Hardware:  sized for 8 accelerators with >= 16 GB each (global batch 1024, bfloat16), or several
            hosts (config.distributed); not run here. Prepare the data first: see
            poolnets.data.sources.prepare_hint.

@@ -3,7 +3,7 @@
 Command:   python train.py --config configs/resnet50_imagenette.py --workdir
            runs/resnet50_imagenette
            (pooling sweep: add --config.model.downsample=<name>, see
-           poolnets.nn.downsample_names())
+           poolnets.models.downsample_names())
 Hardware:  sized for one GPU with >= 16 GB (batch 64, bfloat16); not run here.
 Expected:  no published figure for this torchvision-style ResNet-50 recipe; not run here.
 """

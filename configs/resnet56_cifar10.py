@@ -2,7 +2,7 @@
 
 Command:   python train.py --config configs/resnet56_cifar10.py --workdir runs/resnet56_cifar10
            (pooling sweep: add --config.model.downsample=<name>, see
-           poolnets.nn.downsample_names())
+           poolnets.models.downsample_names())
 Hardware:  sized for one GPU with >= 16 GB (batch 128, float32); not run here. On the 2-core CPU
            used for development this is impractical (see bench/train_throughput.py for measured
            images/s).

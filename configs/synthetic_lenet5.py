@@ -2,7 +2,7 @@
 
 Command:   python train.py --config configs/synthetic_lenet5.py --workdir runs/synthetic_lenet5
            (pooling sweep: add --config.model.downsample=<name>, see
-           poolnets.nn.downsample_names())
+           poolnets.models.downsample_names())
 Hardware:  sized to run on a CPU: a few steps of synthetic data (random images and labels) to
            measure step throughput; nothing is learned.
 Expected:  test accuracy ~ chance (1/10); see bench/train_throughput.py for measured images/s.

@@ -3,7 +3,7 @@
 
 Each generated class takes the NNX class's arguments, except `in_features` (read from the
 input's last dim when the module is first called) and `rngs` (Linen's own rngs serve).
-Calls take `train=False` as the `poolnets.nn` modules do: the random pools are
+Calls take `train=False` as Linen modules with dropout do: the random pools are
 deterministic unless `train=True`, and then draw from Linen's "pool" stream
 (`rngs={"pool": key}`); the other pools ignore it. The NNX module's parameters are the
 Linen module's own (shared scope): `{"params": {"p": ...}}`, not nested under the bridge.
@@ -46,7 +46,7 @@ class Bridged(linen.Module):
     def __call__(self, *inputs: Any, train: bool = False, **call_kwargs: Any) -> Any:
         random = issubclass(self.nnx_class, Random)
         # Random pools take no rngs when built: each training call gets a key from Linen's
-        # "pool" stream instead, as the poolnets.nn modules draw theirs.
+        # "pool" stream instead, as the zoo's Linen models draw theirs.
         args, kwargs = self.nnx_args(inputs[0].shape[-1])
         child = bridge.ToLinen(self.nnx_class, args=args, kwargs=FrozenDict(kwargs),
                                skip_rng=random or not self.takes_rngs)

@@ -117,12 +117,12 @@ def freeze_batch_stats(model: nnx.Module) -> nnx.Module:
 def load_pretrained(name: str, path: str | os.PathLike) -> dict[str, Any]:
     """Variables from a torchvision checkpoint file of `name`, or from an orbax directory
     written by `poolnets.weights.checkpoint.save_variables`."""
+    from poolnets.models.nnx.pretrained import load_torchvision_linen
     from poolnets.weights.checkpoint import restore_variables
-    from poolnets.weights.torchvision import load_torchvision
 
     if os.path.isdir(path):
         return restore_variables(path)
-    return load_torchvision(name, path)
+    return load_torchvision_linen(name, path)
 
 
 def init_from_checkpoint(state: Any, name: str, path: str | os.PathLike) -> Any:

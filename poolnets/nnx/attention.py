@@ -37,7 +37,8 @@ def resolve_num_heads(num_heads: int | None, features: int) -> int:
 
 def _tokens(module: Pool, x: jax.Array) -> jax.Array:
     module.output_shape(x.shape)
-    return x.reshape(x.shape[0], -1, x.shape[-1])
+    # The token count explicitly: reshape(N, -1, C) cannot infer it for an empty batch.
+    return x.reshape(x.shape[0], math.prod(x.shape[1:-1]), x.shape[-1])
 
 
 class AttentionPool(Pool):

@@ -113,7 +113,7 @@ def gem_pool(
         y = ( mean_{i in window} max(x_i, eps)^p )^(1/p)
 
     `p = 1` is average pooling (of the clamped input), `p -> inf` tends to max pooling.
-    `p > 0` (learnable in `poolnets.nn.GeMPool`); `eps > 0`.
+    `p > 0` (learnable in `poolnets.nnx.GeMPool`); `eps > 0`.
     `(*batch, *spatial, C) -> (*batch, *out, C)`.
     """
     check_positive("p", p)
@@ -157,7 +157,7 @@ def lip_pool(
 
         y = sum_i x_i exp(l_i) / sum_j exp(l_j),
 
-    with `logits` of the same shape as `x` (in the paper, and in `poolnets.nn.LIPPool`,
+    with `logits` of the same shape as `x` (in the paper, and in `poolnets.nnx.LIPPool`,
     computed from `x` by a small convolution).
     """
     # Converted here: `_windowed` reads logits=None as "no logits".

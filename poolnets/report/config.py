@@ -135,8 +135,7 @@ def check_sweep(config: ml_collections.ConfigDict) -> None:
     raises ConfigError (a ValueError), one line naming the field, the value and the choices,
     as `poolnets.training.config.check_config` does for train.py."""
     from poolnets.data import dataset_names
-    from poolnets.models import list_models
-    from poolnets.nn import downsample_names, head_names
+    from poolnets.models import downsample_names, head_names, list_models
     from poolnets.training.config import check_choice, check_numbers
     from poolnets.training.optim import OPTIMIZERS
 
@@ -160,13 +159,13 @@ def check_sweep(config: ml_collections.ConfigDict) -> None:
         if (not isinstance(pair, tuple | list) or len(pair) != 2 or pair[0] not in head_names()
                 or not SWEEP_NUMBERS["num_epochs"].accepts(pair[1])):
             raise ConfigError(f"config.head_epochs={config.head_epochs!r}: {pair!r} is not a "
-                              "(head, epochs) pair; choices: a head of poolnets.nn.head_names() "
-                              "and an integer >= 1")
+                              "(head, epochs) pair; choices: a head of "
+                              "poolnets.models.head_names() and an integer >= 1")
 
 
 def resolve_downsamples(config: ml_collections.ConfigDict) -> list[str]:
     """The sweep's downsample names in run order (core first)."""
-    from poolnets.nn import downsample_names
+    from poolnets.models import downsample_names
 
     names = downsample_names()
     chosen = [config.downsamples] if isinstance(config.downsamples, str) else list(

@@ -148,11 +148,10 @@ def check_numbers(config: Any, table: dict[str, Range] | None = None) -> None:
 
 
 def model_choices() -> list[str]:
-    """Names `poolnets.models.create` accepts ([] while no model is registered)."""
+    """Names `poolnets.models.create` accepts."""
     from poolnets import models
 
-    list_models = getattr(models, "list_models", None)
-    return list(list_models()) if list_models else []
+    return models.list_models()
 
 
 def model_options(config: Any) -> dict[str, Any]:
@@ -163,35 +162,21 @@ def model_options(config: Any) -> dict[str, Any]:
 
 def check_model(config: Any) -> None:
     """Model name, the downsample/head overrides against the registries, and every other
-    config.model option against the fields of the named model."""
+    config.model option against the options of the named model (no model is built)."""
     check_choice("model.name", config.model.name, model_choices())
     from poolnets import models
-    from poolnets import nn as pnn
 
-    for field, registry in (("downsample", "downsample_names"), ("head", "head_names")):
-        names = getattr(pnn, registry, None)
-        if config.model[field] is not None and names is not None:
+    for field, names in (("downsample", models.downsample_names),
+                         ("head", models.head_names)):
+        if config.model[field] is not None:
             check_choice(f"model.{field}", config.model[field], names())
     for field, value in model_options(config).items():
-        if field in ("downsample", "head"):
+        if field in ("downsample", "head") or field in models.overrides_of(config.model.name):
             continue
-        try:  # building a Linen module only stores its fields: no parameters, no tracing
-            models.create(config.model.name, num_classes=1, **{field: value})
-        except TypeError:  # create's "unknown override": this family has no such field
-            takers = [name for name in model_choices() if _takes(name, field, value)]
-            raise ConfigError(
-                f"config.model.{field}={value!r} does not apply to {config.model.name!r}; "
-                f"choices: None, or a model that has it: {', '.join(takers)}") from None
-
-
-def _takes(name: str, field: str, value: Any) -> bool:
-    from poolnets import models
-
-    try:
-        models.create(name, num_classes=1, **{field: value})
-    except TypeError:
-        return False
-    return True
+        takers = [name for name in model_choices() if field in models.overrides_of(name)]
+        raise ConfigError(
+            f"config.model.{field}={value!r} does not apply to {config.model.name!r}; "
+            f"choices: None, or a model that has it: {', '.join(takers)}")
 
 
 def _check_optimizer(config: Any) -> None:

@@ -17,10 +17,7 @@ out); VGG's first classifier layer also reorders its inputs, since torchvision f
 7x7 pooled map as (C, H, W) and poolnets, channels-last, as (H, W, C).
 
 A layout is passed as `layout_for`, a function of the number of classes returning the
-`Entry`s (e.g. `functools.partial(poolnets.models.nnx.torchvision_layout, name)`). Without
-one, the 0.1 Linen zoo's layout is used (`layout`, with `_linen_vgg_feature_index` the
-only code here that imports `poolnets.models`: it serves the Linen zoo's
-`poolnets.models.load_torchvision` and goes when the NNX zoo becomes `poolnets.models`).
+`Entry`s (`poolnets.models` passes its `torchvision_layout`), so this module imports no model.
 """
 
 from __future__ import annotations
@@ -33,7 +30,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from poolnets.weights.reader import read_state_dict
@@ -63,21 +59,6 @@ def _check_name(name: str) -> None:
     if name not in SUPPORTED:
         raise ValueError(f"name {name!r} has no torchvision checkpoint mapping; "
                          f"choices: {', '.join(SUPPORTED)}")
-
-
-def _linen_vgg_feature_index(name: str) -> list[int]:
-    """Index in torchvision's `features` Sequential of each conv of the 0.1 Linen VGG."""
-    from poolnets.models.vgg import CONFIGS, POOL
-
-    per_conv = 3 if name.endswith("_bn") else 2  # conv, [bn], relu
-    index, out = 0, []
-    for c in CONFIGS[name.removesuffix("_bn")]:
-        if c == POOL:
-            index += 1
-        else:
-            out.append(index)
-            index += per_conv
-    return out
 
 
 def _torch_module(name: str, path: tuple[str, ...], feature_index: Sequence[int]) -> str:
@@ -128,35 +109,17 @@ def derive_layout(name: str, variables: Any, feature_index: Sequence[int] = ()
 LayoutFor = Callable[[int], tuple[Entry, ...]]  # num_classes -> the layout
 
 
-@functools.lru_cache(maxsize=8)  # loading checks the layout, then converts along it
-def layout(name: str, num_classes: int = 1000) -> tuple[Entry, ...]:
-    """The 0.1 Linen zoo's layout of `name` (`poolnets.models.create(name).init`'s tree)."""
-    from poolnets import models
-
-    _check_name(name)
-    model = models.create(name, num_classes=num_classes)
-    size = 32 if name.startswith("vgg") else 64
-    x = jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32)
-    variables = jax.eval_shape(lambda x: model.init(jax.random.key(0), x, train=False), x)
-    index = _linen_vgg_feature_index(name) if name.startswith("vgg") else ()
-    return derive_layout(name, variables, index)
-
-
-def _layout_for(name: str, layout_for: LayoutFor | None) -> LayoutFor:
-    return functools.partial(layout, name) if layout_for is None else layout_for
-
-
 def batch_norm_counters(entries: tuple[Entry, ...]) -> set[str]:
     """The optional `num_batches_tracked` key of every BatchNorm layer."""
     return {e.key.rsplit(".", 1)[0] + ".num_batches_tracked" for e in entries
             if e.key.endswith(".running_mean")}
 
 
-def expected_shapes(name: str, num_classes: int = 1000, layout_for: LayoutFor | None = None
+def expected_shapes(name: str, layout_for: LayoutFor, num_classes: int = 1000
                     ) -> dict[str, tuple[int, ...]]:
     """torchvision's `model.state_dict()` shapes for `name`, num_batches_tracked included."""
     _check_name(name)
-    entries = _layout_for(name, layout_for)(num_classes)
+    entries = layout_for(num_classes)
     shapes = {e.key: e.torch_shape for e in entries}
     shapes.update({k: () for k in sorted(batch_norm_counters(entries))})
     return shapes
@@ -206,20 +169,19 @@ def _mismatch_report(name: str, entries: tuple[Entry, ...], shapes: Shapes) -> s
     return f"state dict does not match torchvision {name}: " + "; ".join(parts)
 
 
-def check_layout(name: str, shapes: Shapes, layout_for: LayoutFor | None = None
-                 ) -> tuple[Entry, ...]:
+def check_layout(name: str, shapes: Shapes, layout_for: LayoutFor) -> tuple[Entry, ...]:
     """The layout of torchvision's `name` with the classifier rows of `shapes` ({key:
     shape}); raises ValueError naming the first missing, unexpected and wrongly shaped keys.
     Needs shapes only, so a file can be checked before its tensors are read."""
     _check_name(name)
-    entries = _layout_for(name, layout_for)(_num_classes(name, shapes))
+    entries = layout_for(_num_classes(name, shapes))
     report = _mismatch_report(name, entries, shapes)
     if report:
         raise ValueError(report)
     return entries
 
 
-def convert_torchvision(name: str, state_dict: StateDict, layout_for: LayoutFor | None = None
+def convert_torchvision(name: str, state_dict: StateDict, layout_for: LayoutFor
                         ) -> dict[str, Any]:
     """Flax variables {"params", "batch_stats"} (NumPy float32) along the layout
     `layout_for(<rows of the file's classifier>)` from a torchvision state dict.
@@ -237,7 +199,7 @@ def convert_torchvision(name: str, state_dict: StateDict, layout_for: LayoutFor 
     return variables
 
 
-def load_torchvision(name: str, path: str | os.PathLike, layout_for: LayoutFor | None = None
+def load_torchvision(name: str, path: str | os.PathLike, layout_for: LayoutFor
                      ) -> dict[str, Any]:
     """Reads a torchvision checkpoint of model `name` and converts it for poolnets.
 
@@ -247,7 +209,7 @@ def load_torchvision(name: str, path: str | os.PathLike, layout_for: LayoutFor |
         a pickle that references anything but tensors raises UnsafePickleError unexecuted.
         The file's keys and shapes are checked against `name`'s layout before any tensor is
         read, and tensors holding NaN or Inf are refused by name (ValueError).
-    layout_for: the target's layout by number of classes (None: the 0.1 Linen zoo's).
+    layout_for: the target's layout by number of classes.
     Returns {"params", "batch_stats"} along `layout_for(C)`, C the number of rows of the
     checkpoint's classifier (1000 for ImageNet). Inputs must be normalised as for
     torchvision (RGB in [0, 1], mean/std per channel), channels-last.

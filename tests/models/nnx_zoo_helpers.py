@@ -1,22 +1,20 @@
-"""Helpers of tests/models/test_nnx_models.py: abstract NNX zoo models, parameter counts,
-host-drawn Linen variables and their loading into an NNX model (`load_linen`, from
-poolnets.models.nnx.convert), and
-concrete models built without running Flax's initialisers op by op."""
+"""Helpers of tests/models/test_nnx_models.py: abstract zoo models, parameter counts,
+host-drawn variables in the Linen layout and their loading into a model (`load_linen`, from
+poolnets.models.nnx.convert), and concrete models built without running Flax's
+initialisers op by op."""
 
 from __future__ import annotations
 
 import math
 
-import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 from test_counts import IMAGENET
 
-from poolnets import models as linen_models
-from poolnets.models import nnx as zoo
-from poolnets.models.nnx.convert import load_linen  # noqa: F401 -- the tests' import
+from poolnets import models as zoo
+from poolnets.models.nnx.convert import load_linen, to_linen  # noqa: F401 -- the tests' import
 
 
 def classes(name: str) -> int:
@@ -32,17 +30,12 @@ def abstract(name: str, **kw) -> zoo.ZooModel:
     return nnx.eval_shape(lambda: zoo.create(name, **kw))
 
 
-def linen_count(name: str, shape: tuple[int, ...], **kw) -> int:
-    module = linen_models.create(name, num_classes=kw.pop("num_classes", classes(name)), **kw)
-    params = jax.eval_shape(module.init, jax.random.key(0), jnp.zeros(shape))["params"]
-    return sum(math.prod(v.shape) for v in jax.tree.leaves(params))
-
-
-def host_variables(module, x: np.ndarray) -> dict:
-    """The Linen module's variables at their init shapes, drawn on the host (running
-    Flax's initialisers op by op costs seconds); BatchNorm variances are positive."""
-    keys = {"params": jax.random.key(0), "pool": jax.random.key(1)}
-    shapes = jax.eval_shape(lambda: module.init(keys, x, train=False))
+def host_variables(model: nnx.Module) -> dict:
+    """Variables {"params", "batch_stats"} in the Linen layout of the (abstract) `model`,
+    drawn on the host in the order of the 0.1 Linen zoo's `init` tree (running Flax's
+    initialisers op by op costs seconds); BatchNorm variances are positive."""
+    tree, _ = to_linen(nnx.to_pure_dict(nnx.state(model, nnx.Param)),
+                       nnx.to_pure_dict(nnx.state(model, nnx.BatchStat)))
     rng = np.random.default_rng(4)
 
     def draw(path, s):
@@ -50,7 +43,7 @@ def host_variables(module, x: np.ndarray) -> dict:
             return jnp.asarray(rng.uniform(0.5, 1.5, s.shape), s.dtype)
         return jnp.asarray(0.3 * rng.normal(size=s.shape), s.dtype)
 
-    return jax.tree_util.tree_map_with_path(draw, flax.core.unfreeze(shapes))
+    return jax.tree_util.tree_map_with_path(draw, {k: v for k, v in tree.items() if v})
 
 
 def concrete(model: nnx.Module, seed: int = 0) -> nnx.Module:

@@ -1,101 +1,92 @@
-"""Numerical behaviour: jit + grad, bfloat16 compute, BatchNorm modes, RNG streams, errors,
-and LeNet-5 (1998)'s connection table and squashing function."""
+"""Numerical behaviour: grad through train mode, bfloat16 compute, BatchNorm modes, errors,
+and LeNet-5 (1998)'s connection table and squashing function.
+
+Concrete models are abstract builds given host-drawn values (`concrete`): Flax's
+initialisers run op by op cost seconds each on this CPU."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
+from nnx_zoo_helpers import abstract, concrete
 
 from poolnets.models import create
-from poolnets.models.lenet import C3_TABLE, TableConv, squash
-
-# RBG keys: XLA compiles threefry-based initialisers very slowly on CPU (~5x here).
-RNGS = {s: jax.random.key(i, impl="rbg") for i, s in enumerate(("params", "dropout", "pool"))}
-
-
-def key(seed):
-    return jax.random.key(seed, impl="rbg")
+from poolnets.models.nnx.lenet import C3_TABLE, LeNet5, TableConv, squash
 
 
 def small(name, **kw):
-    return create(name, num_classes=4, **kw)
-
-
-def grads_of_cross_entropy(model, x, y):
-    variables = jax.jit(model.init)(RNGS, x)
-
-    def loss(params):
-        logits, _ = model.apply({**variables, "params": params}, x, train=True,
-                                mutable=["batch_stats"], rngs=RNGS)
-        return -jnp.take_along_axis(jax.nn.log_softmax(logits), y[:, None], 1).mean()
-
-    return jax.jit(jax.grad(loss))(variables["params"])
+    kw.setdefault("num_classes", 4)
+    return concrete(abstract(name, **kw))
 
 
 @pytest.mark.parametrize("name,channels,kw", [
     ("resnet18", 3, {"width": 0.125, "downsample": "avg", "downsample_blocks": True,
-                     "stage_sizes": (1, 1, 1, 1)}),
+                     "stage_sizes": (1, 1, 1, 1), "input_size": 32}),
     ("lenet5", 1, {"downsample": "stochastic", "head": "catavgmax"}),
 ])
-def test_jit_and_grad_reach_every_parameter(name, channels, kw):
+def test_grad_in_train_mode_reaches_every_parameter(name, channels, kw):
+    model = small(name, **kw)
     x = jnp.asarray(np.random.default_rng(0).normal(size=(4, 32, 32, channels)), jnp.float32)
-    grads = grads_of_cross_entropy(small(name, **kw), x, jnp.array([0, 1, 2, 3]))
-    leaves = jax.tree.leaves(grads)
+    y = jnp.array([0, 1, 2, 3])
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+
+    @jax.jit
+    def grads(params, rest):
+        def loss(p, r):  # the train step's shape: state in, BatchStat/RNG updates out
+            net = nnx.merge(graphdef, p, r)
+            logits = net(x, train=True)
+            xent = -jnp.take_along_axis(jax.nn.log_softmax(logits), y[:, None], 1).mean()
+            return xent, nnx.state(net, nnx.BatchStat)
+
+        return jax.grad(loss, has_aux=True)(params, rest)[0]
+
+    leaves = jax.tree.leaves(grads(nnx.to_pure_dict(params), nnx.to_pure_dict(rest)))
     assert all(bool(jnp.isfinite(g).all()) for g in leaves)
     # Every parameter gets a gradient (no layer is silently cut off).
     assert all(float(jnp.abs(g).max()) > 0 for g in leaves)
 
 
-def test_bfloat16_compute_with_float32_params():
-    model = small("resnet20", depth=8, width=0.25, dtype=jnp.bfloat16, head="catavgmax")
+def test_bfloat16_compute_is_close_to_float32_with_the_same_parameters():
+    kw = dict(depth=8, width=0.25, head="catavgmax", input_size=8)
+    model = small("resnet20", dtype=jnp.bfloat16, **kw)
+    full = abstract("resnet20", num_classes=4, **kw)
+    nnx.update(full, nnx.state(model))
     x = jnp.ones((2, 8, 8, 3), jnp.float32)
-    variables = jax.jit(model.init)(RNGS, x)
-    assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(variables["params"]))
-    logits = jax.jit(model.apply)(variables, x)
+    assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(nnx.state(model, nnx.Param)))
+    run = jax.jit(lambda s, g: nnx.merge(g, s)(x), static_argnums=1)
+    g16, s16 = nnx.split(model)
+    g32, s32 = nnx.split(full)
+    logits, reference = run(s16, g16), run(s32, g32)
     assert logits.dtype == jnp.bfloat16 and logits.shape == (2, 4)
-    full = create("resnet20", num_classes=4, depth=8, width=0.25, head="catavgmax")
-    reference = jax.jit(full.apply)(variables, x)
+    assert reference.dtype == jnp.float32
     np.testing.assert_allclose(logits.astype(np.float32), reference, rtol=0.1, atol=0.1)
 
 
 def test_batchnorm_statistics_move_in_training_only():
-    model = small("resnet20", depth=8, width=0.25)
+    model = small("resnet20", depth=8, width=0.25, input_size=8)
     x = jnp.asarray(np.random.default_rng(1).normal(2.0, 3.0, size=(2, 8, 8, 3)), jnp.float32)
-    variables = jax.jit(model.init)(RNGS, x)
-    apply = jax.jit(model.apply, static_argnames=("train", "mutable"))
-    _, trained = apply(variables, x, train=True, mutable=("batch_stats",), rngs=RNGS)
-    _, evaluated = apply(variables, x, train=False, mutable=("batch_stats",))
-    before = jax.tree.leaves(variables["batch_stats"])
-    assert all(np.array_equal(a, b) for a, b in
-               zip(before, jax.tree.leaves(evaluated["batch_stats"]), strict=True))
-    assert all(not np.allclose(a, b) for a, b in
-               zip(before, jax.tree.leaves(trained["batch_stats"]), strict=True))
+    graphdef, state = nnx.split(model)
 
-
-def test_same_keys_same_outputs_and_other_keys_differ():
-    model = small("allcnn_c", width=0.125, downsample="stochastic")
-    x = jnp.asarray(np.random.default_rng(2).normal(size=(2, 16, 16, 3)), jnp.float32)
-    variables = jax.jit(model.init)(RNGS, x)
-    again = jax.jit(model.init)(RNGS, x)
-    assert all(np.array_equal(a, b) for a, b in
-               zip(jax.tree.leaves(variables), jax.tree.leaves(again), strict=True))
+    def after_a_call(state, train):
+        m = nnx.merge(graphdef, state)
+        m(x, train=train)
+        return nnx.to_pure_dict(nnx.state(m, nnx.BatchStat))  # the values after this call
 
     @jax.jit
-    def run(dropout, pool):
-        rngs = {"dropout": key(dropout), "pool": key(pool)}
-        return model.apply(variables, x, train=True, rngs=rngs)
+    def stats_after(state):
+        return after_a_call(state, False), after_a_call(state, True)
 
-    base = run(0, 0)
-    np.testing.assert_array_equal(base, run(0, 0))
-    assert not np.allclose(base, run(1, 0)) and not np.allclose(base, run(0, 1))
-    evaluation = jax.jit(model.apply)(variables, x)  # no RNG needed in evaluation
-    np.testing.assert_array_equal(evaluation, jax.jit(model.apply)(variables, x))
+    before = jax.tree.leaves(nnx.to_pure_dict(nnx.state(model, nnx.BatchStat)))
+    evaluated, trained = map(jax.tree.leaves, stats_after(state))
+    assert all(np.array_equal(a, b) for a, b in zip(before, evaluated, strict=True))
+    assert all(not np.allclose(a, b) for a, b in zip(before, trained, strict=True))
 
 
 @pytest.mark.parametrize("kwargs,error,match", [
-    ({"name": "resnet19"}, ValueError, "choices"),
-    ({"downsample": "maxx"}, ValueError, "choices"),
-    ({"head": "mean"}, ValueError, "choices"),
+    ({"name": "resnet19"}, ValueError, "Choices"),
+    ({"downsample": "maxx"}, ValueError, "Choices"),
+    ({"head": "mean"}, ValueError, "Choices"),
     ({"num_classes": 0}, ValueError, "num_classes"),
     ({"num_classes": -3}, ValueError, "num_classes"),
     ({"num_classes": 2.5}, ValueError, "num_classes"),
@@ -104,87 +95,55 @@ def test_same_keys_same_outputs_and_other_keys_differ():
     ({"dtype": "float8"}, ValueError, "dtype='float8'"),
     ({"dtype": jnp.int32}, ValueError, "dtype=.*int32"),
     ({"dtype": None}, ValueError, "dtype=None"),
+    ({"spatial_dims": 4}, ValueError, "spatial_dims=4"),
+    ({"width": 0}, ValueError, "width=0"),
+    ({"depth": 21}, ValueError, "6n"),
 ])
-def test_bad_create_arguments(kwargs, error, match):
+def test_bad_create_arguments_fail_when_built(kwargs, error, match):
     args = {"name": "resnet20", "num_classes": 10, **kwargs}
     with pytest.raises(error, match=match):
-        create(args.pop("name"), **args)
+        nnx.eval_shape(lambda: create(args.pop("name"), **args))
 
 
 @pytest.mark.parametrize("name,shape,overrides,match", [
-    ("vgg16", (1, 16, 16, 3), {}, "minimum is 32"),
+    ("vgg16", (1, 16, 16, 3), {"width": 1 / 16}, "minimum is 32"),
     ("lenet5", (1, 15, 40, 1), {}, "minimum is 16"),
-    ("allcnn_c", (1, 4, 4, 3), {}, "minimum is 9"),
+    ("allcnn_c", (1, 4, 4, 3), {"width": 0.1}, "minimum is 9"),
     ("vgg11", (1, 32, 32, 3), {"downsample": "none", "width": 0.125}, None),
-    ("lenet5", (1, 32, 32), {}, "spatial dims"),
-    ("resnet18", (1, 32, 32, 3), {"spatial_dims": 4}, "spatial_dims"),
-    ("resnet18", (1, 32, 32, 3), {"width": 0}, "width"),
-    ("resnet21", (1, 32, 32, 3), {}, "choices"),
+    ("lenet5", (1, 32, 32), {}, "2 spatial dims"),
+    ("resnet20", (1, 8, 8, 1), {"width": 0.25}, "C=3 channels; got shape"),
 ])
 def test_bad_inputs_fail_before_tracing(name, shape, overrides, match):
-    model = create(name, num_classes=3, **overrides) if name != "resnet21" else None
-    if model is None:
-        with pytest.raises(ValueError, match=match):
-            create(name, num_classes=3)
-        return
-    x = jnp.zeros(shape)
+    model = abstract(name, num_classes=3, **overrides)
+    x = jax.ShapeDtypeStruct(shape, jnp.float32)
     if match is None:  # "none" keeps the resolution, so 32 is far from the limit
-        assert jax.eval_shape(model.init, RNGS, x) is not None
+        assert nnx.eval_shape(lambda m, x: m(x), model, x).shape == (1, 3)
         return
     with pytest.raises(ValueError, match=match):
-        jax.eval_shape(model.init, RNGS, x)
+        nnx.eval_shape(lambda m, x: m(x), model, x)
 
 
-def test_cifar_resnet_depth_must_be_6n_plus_2():
-    model = create("resnet20", num_classes=3, depth=21)
-    with pytest.raises(ValueError, match="6n"):
-        jax.eval_shape(model.init, RNGS, jnp.zeros((1, 8, 8, 3)))
-
-
-def test_wrong_channel_count_for_existing_parameters():
-    model = small("resnet20", width=0.25)
-    variables = jax.eval_shape(model.init, RNGS, jnp.zeros((1, 8, 8, 3)))
-    with pytest.raises(ValueError, match="1 channels but the model's parameters expect 3"):
-        jax.eval_shape(model.apply, variables, jnp.zeros((1, 8, 8, 1)))
-
-
-def test_dtype_is_checked_by_the_module_too():
-    # A family built directly (not through create) checks at init, before any layer.
-    from poolnets.models.lenet import LeNet5
+def test_dtype_is_checked_by_the_family_too():
+    # A family built directly (not through create) checks before any layer.
     with pytest.raises(ValueError, match="lenet5: dtype must be a floating dtype"):
-        jax.eval_shape(LeNet5(dtype=jnp.int8).init, RNGS, jnp.zeros((1, 32, 32, 1)))
-
-
-def test_flatten_head_parameters_fix_the_input_size_even_with_a_symbolic_batch():
-    model = create("lenet5", num_classes=3)
-    variables = jax.eval_shape(model.init, RNGS, jax.ShapeDtypeStruct((1, 32, 32, 1),
-                                                                       jnp.float32))
-
-    def apply(shape):
-        return jax.eval_shape(model.apply, variables, jax.ShapeDtypeStruct(
-            jax.export.symbolic_shape(shape), jnp.float32))
-
-    # Any input whose final map is 5x5 fits (32..35); the batch dim stays symbolic.
-    assert str(apply("b, 35, 35, 1").shape) == "(b, 3)"
-    with pytest.raises(ValueError, match=r"lenet5: the head gives 576 features for input "
-                                         r"spatial size \(36, 36\), but the parameters' 'C5' "
-                                         r"layer takes 400.* fit inputs of 32 to 35 per "
-                                         r"spatial dim \(final map 5x5\)"):
-        apply("b, 36, 36, 1")
+        nnx.eval_shape(lambda: LeNet5(num_classes=3, dtype=jnp.int8, rngs=nnx.Rngs(0)))
 
 
 def test_flatten_head_size_error_in_another_family():
-    model = small("resnet20", depth=8, width=0.25, head="flatten")
-    variables = jax.eval_shape(model.init, RNGS, jnp.zeros((1, 8, 8, 3)))
-    with pytest.raises(ValueError, match=r"cifar_resnet: .* 'fc' layer takes 64.* 5 to 8 per"):
-        jax.eval_shape(model.apply, variables, jnp.zeros((1, 16, 16, 3)))
+    model = abstract("resnet20", num_classes=3, depth=8, width=0.25, head="flatten",
+                     input_size=8)
+    with pytest.raises(ValueError, match=r"cifar_resnet: its Flatten head was built for "
+                                         r"input_size=\(8, 8\).*with input_size=\(16, 16\)"):
+        nnx.eval_shape(lambda m, x: m(x), model, jax.ShapeDtypeStruct((1, 16, 16, 3),
+                                                                       jnp.float32))
 
 
 @pytest.mark.parametrize("head", ["flatten", "attention"])
 def test_empty_batch_gives_empty_logits(head):
-    model = small("lenet5", head=head)
-    variables = jax.eval_shape(model.init, RNGS, jnp.zeros((1, 32, 32, 1)))
-    assert jax.eval_shape(model.apply, variables, jnp.zeros((0, 32, 32, 1))).shape == (0, 4)
+    model = abstract("lenet5", num_classes=4, head=head)
+    out = nnx.eval_shape(lambda m, x: m(x), model, jax.ShapeDtypeStruct((0, 32, 32, 1),
+                                                                         jnp.float32))
+    assert out.shape == (0, 4)
 
 
 def test_lenet_1998_c3_reads_exactly_its_connection_table():
@@ -197,10 +156,9 @@ def test_lenet_1998_c3_reads_exactly_its_connection_table():
              "   XXX  XXXX XXX"]
     expected = np.array([[c == "X" for c in row] for row in paper])
     assert expected.sum() == 60
-    conv = TableConv(C3_TABLE, 6, (5, 5))
+    conv = TableConv(C3_TABLE, 6, (5, 5), rngs=nnx.Rngs(0))
     x = jnp.asarray(np.random.default_rng(3).normal(size=(1, 9, 9, 6)), jnp.float32)
-    params = conv.init(jax.random.key(0), x)
-    jac = jax.jacobian(lambda x: conv.apply(params, x).sum(axis=(0, 1, 2)))(x)  # (16, x)
+    jac = jax.jacobian(lambda x: conv(x).sum(axis=(0, 1, 2)))(x)  # (16, x)
     reads = np.abs(np.asarray(jac)).sum(axis=(1, 2, 3)).T > 0  # (6 inputs, 16 outputs)
     np.testing.assert_array_equal(reads, expected)
 

@@ -11,10 +11,10 @@ import re
 import jax
 import jax.numpy as jnp
 import pytest
+from flax import nnx
 
-from poolnets.models import create
-from poolnets.nn import downsample_names, head_names
-from poolnets.nn.registry import check_downsample
+from poolnets.models import create, downsample_names, head_names
+from poolnets.models.nnx.layers import Point, make_downsample
 
 # name: (2-D input shape, overrides keeping it small)
 FAMILIES = {
@@ -27,27 +27,39 @@ FAMILIES = {
     "resnet20": ((2, 16, 16, 3), {"width": 0.25}),
 }
 EVERY_PAIR = ("lenet5",)  # the cheapest to trace: every (downsample, head) pair
-RNGS = {"params": jax.random.key(0), "dropout": jax.random.key(1), "pool": jax.random.key(2)}
+EVERY_DOWNSAMPLE = ("resnet20",)  # with its published head
+EVERY_HEAD = ("resnet18",)  # with its published downsampling; the fc wiring per head
 
 
 def cases():
+    """lenet5 with every pair, resnet20 with every downsample, resnet18 with every head;
+    the other families share the downsample names between them, each with a head (an
+    abstract build of a deeper model costs seconds)."""
     for name in FAMILIES:
         if name in EVERY_PAIR:
-            pairs = itertools.product(downsample_names(), head_names())
-            yield from ((name, d, h) for d, h in pairs)
-        else:  # every downsample with the published head, every head with the published pool
+            yield from ((name, d, h) for d, h in itertools.product(downsample_names(),
+                                                                     head_names()))
+        elif name in EVERY_DOWNSAMPLE:
             yield from ((name, d, None) for d in downsample_names())
-            if name != "resnet50":  # its head wiring is resnet18's; it is here for its blocks
-                yield from ((name, None, h) for h in head_names())
+        elif name in EVERY_HEAD:
+            yield from ((name, None, h) for h in head_names())
+        else:
+            others = [n for n in FAMILIES if n not in EVERY_PAIR + EVERY_DOWNSAMPLE + EVERY_HEAD]
+            i = others.index(name)
+            heads = itertools.islice(itertools.cycle(head_names()), i, None)
+            picked = downsample_names()[i::len(others)]
+            yield from ((name, d, h) for d, h in zip(picked, heads, strict=False))
 
 
 def trace(name, shape, *, train=True, **kw):
-    """Abstract init + forward; where the model rejects the size, at the minimum it names."""
-    model = create(name, num_classes=5, **kw)
-
+    """(logits, params) of an abstract build and forward; where the model rejects the size,
+    at the minimum it names."""
     def run(shape):
-        x = jnp.zeros(shape)
-        return jax.eval_shape(lambda: model.init_with_output(RNGS, x, train=train, mutable=True))
+        model = nnx.eval_shape(lambda: create(name, num_classes=5, in_channels=shape[-1],
+                                              input_size=shape[1:-1], **kw))
+        x = jax.ShapeDtypeStruct(shape, jnp.float32)
+        logits = nnx.eval_shape(lambda m, x: m(x, train=train), model, x)
+        return logits, nnx.to_pure_dict(nnx.state(model, nnx.Param))
 
     try:
         return run(shape)
@@ -64,25 +76,29 @@ def trace(name, shape, *, train=True, **kw):
 def test_logits_shape(name, downsample, head):
     shape, kw = FAMILIES[name]
     # Training mode traces everything evaluation does plus BatchNorm updates and pool keys.
-    logits, variables = trace(name, shape, downsample=downsample, head=head, **kw)
+    logits, params = trace(name, shape, downsample=downsample, head=head, **kw)
     assert logits.shape == (2, 5) and logits.dtype == jnp.float32
-    if name.startswith("resnet") and head is not None:
+    if name in EVERY_HEAD + EVERY_DOWNSAMPLE and head is not None:
         # The head's output width reaches the classifier: check the wiring per head.
         channels = {"resnet18": 64, "resnet20": 16}[name]
         final = {"resnet18": 1, "resnet20": 4}[name]
         width = {"catavgmax": 2 * channels, "spp": 21 * channels,
                  "flatten": final * final * channels}.get(head, channels)
-        assert variables["params"]["fc"]["kernel"].shape == (width, 5)
+        assert params["fc"]["kernel"].shape == (width, 5)
 
 
 @pytest.mark.parametrize("downsample", downsample_names())
 def test_downsample_length_rules_match_the_traced_shapes(downsample):
     # LeNet-5's flatten head exposes the map size after both downsampling points; it must
     # equal what the model's shape check predicts from the registry's length rule.
-    rule = check_downsample(downsample).output_length
-    side = rule(rule(32 - 4, 2, 2, (0, 0)) - 4, 2, 2, (0, 0))
-    _, variables = trace("lenet5", (2, 32, 32, 1), downsample=downsample)
-    assert variables["params"]["C5"]["kernel"].shape == (side * side * 16, 120)
+    def rule(length, channels):
+        layer = nnx.eval_shape(lambda: make_downsample(
+            downsample, Point(2, 2, 0, 2, channels, rngs=nnx.Rngs(0))))
+        return layer.output_spatial((length, length))[0]
+
+    side = rule(rule(32 - 4, 6) - 4, 16)
+    _, params = trace("lenet5", (2, 32, 32, 1), downsample=downsample)
+    assert params["C5"]["kernel"].shape == (side * side * 16, 120)
 
 
 @pytest.mark.parametrize("name", FAMILIES)
@@ -94,10 +110,10 @@ def test_sequences_and_volumes(name, spatial_dims):
         n, side = 1, min(side, 32)
     x_shape = (n, *(side,) * spatial_dims, channels)
     choices = {} if spatial_dims == 1 else {"downsample": "avg", "head": "catavgmax"}
-    logits, variables = trace(name, x_shape, spatial_dims=spatial_dims, **choices, **kw)
+    logits, params = trace(name, x_shape, spatial_dims=spatial_dims, **choices, **kw)
     assert logits.shape == (n, 5)
     convs = {jax.tree_util.keystr(path): v.ndim
-             for path, v in jax.tree_util.tree_flatten_with_path(variables["params"])[0]
+             for path, v in jax.tree_util.tree_flatten_with_path(params)[0]
              if path[-1].key == "kernel" and "Dense" not in str(path)}
     # N-d convs: kernels (*window, C_in, C_out); LeNet-1998's C3 keeps (*window, connections).
     table = {k for k in convs if "C3" in k and name == "lenet5_1998"}
@@ -107,9 +123,9 @@ def test_sequences_and_volumes(name, spatial_dims):
 
 def test_width_scales_every_family_down():
     for name, (shape, kw) in FAMILIES.items():
-        if "width" not in kw:
+        if "width" not in kw or name == "resnet50":  # resnet18's stages, a costly full build
             continue
-        full = trace(name, shape, **{**kw, "width": 1.0})[1]["params"]
-        small = trace(name, shape, **kw)[1]["params"]
+        full = trace(name, shape, **{**kw, "width": 1.0})[1]
+        small = trace(name, shape, **kw)[1]
         size = lambda t: sum(math.prod(v.shape) for v in jax.tree.leaves(t))  # noqa: E731
         assert size(small) < size(full) / 8, name

@@ -1,13 +1,15 @@
-"""torchvision checkpoints -> poolnets: exact logits, both file formats, refusal of bad files.
+"""torchvision checkpoints -> poolnets: exact logits and activations, both file formats,
+refusal of bad files.
 
 Fixtures come from tools/make_torchvision_fixtures_models.py (torch + torchvision): for each
 architecture its state-dict keys/shapes, torchvision's logits (and for four architectures a
 few activations) under weights that `poolnets.weights.synthetic` rebuilds here without torch.
-Tolerance: |poolnets - torchvision| <= 1e-4 * max|torchvision| per compared array.
+Tolerance: |poolnets - torchvision| <= 1e-5 * max|torchvision| per compared array.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
@@ -19,8 +21,10 @@ import zipfile
 import jax
 import numpy as np
 import pytest
+from flax import nnx
 
 from poolnets import models
+from poolnets.models.nnx.pretrained import torchvision_layout
 from poolnets.weights import UnsafePickleError, read_state_dict
 from poolnets.weights.checkpoint import restore_variables, save_variables
 from poolnets.weights.synthetic import synthetic_input, synthetic_state_dict
@@ -28,7 +32,10 @@ from poolnets.weights.torchvision import SUPPORTED, convert_torchvision, expecte
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
 IN_SUITE = ("resnet18", "resnet50", "vgg11_bn")  # the other 10: POOLNETS_TORCHVISION_ALL=1
-RTOL = 1e-4
+RTOL = 1e-5
+ALL = os.environ.get("POOLNETS_TORCHVISION_ALL") == "1"
+OTHERS = [pytest.mark.slow, pytest.mark.skipif(
+    not ALL, reason="seconds each; POOLNETS_TORCHVISION_ALL=1 runs every architecture")]
 
 
 def fixture(name: str) -> dict:
@@ -51,61 +58,78 @@ def relative_error(got: np.ndarray, want: np.ndarray) -> float:
     return float(np.max(np.abs(np.asarray(got) - want)) / np.max(np.abs(want)))
 
 
-def probe_outputs(name: str, intermediates: dict) -> dict[str, np.ndarray]:
-    """poolnets' outputs at torchvision's probe points (names as in the fixture)."""
-    if name.startswith("resnet"):
-        sizes = models.create(name, num_classes=1).stage_sizes
-        out = {"stem_pool": intermediates["stem_pool"]["__call__"][0]}
-        for i, n in enumerate(sizes, 1):
-            out[f"stage{i}"] = intermediates[f"stage{i}_block{n - 1}"]["__call__"][0]
-        return out
-    return {k: v["__call__"][0] for k, v in intermediates.items() if k.startswith("pool")}
+def layout_of(name: str):
+    return functools.partial(torchvision_layout, name)
 
 
-def check_against_torchvision(name: str) -> float:
+def checkpoint(name: str, tmp_path) -> tuple[str, np.ndarray, dict]:
+    from safetensors.numpy import save_file
+
     weights, x, fx = fixture_weights(name)
-    variables = convert_torchvision(name, weights)
-    del weights
-    model = models.create(name, num_classes=fx["logits"].shape[1])
-    logits, state = jax.jit(lambda v, x: model.apply(
-        v, x, train=False, capture_intermediates=True))(variables, x)
-    err = relative_error(logits, fx["logits"])
-    assert err <= RTOL, f"{name}: logits differ, max relative error {err:.3g}"
-    probes = probe_outputs(name, state["intermediates"])
-    acts = {k.removeprefix("act_"): v for k, v in fx.items() if k.startswith("act_")}
-    for label, want in acts.items():
-        got = np.asarray(probes[label])[0, ..., : want.shape[-1]]
-        assert relative_error(got, want) <= RTOL, f"{name}: activation {label} differs"
-    return err
+    path = tmp_path / f"{name}.safetensors"
+    save_file(weights, str(path))
+    return path, x, fx
 
 
-ALL = os.environ.get("POOLNETS_TORCHVISION_ALL") == "1"
-OTHERS = [pytest.mark.slow, pytest.mark.skipif(
-    not ALL, reason="10-20 s each; POOLNETS_TORCHVISION_ALL=1 runs every architecture")]
+def probes(name: str, maps: list, feature_info: list) -> dict[str, np.ndarray]:
+    """`forward_intermediates`' maps under the fixture's probe names: a ResNet's stages by
+    name, VGG's i-th pool as its stage i+1 (the map after each downsampling point)."""
+    if name.startswith("resnet"):
+        return {f"act_{i['name']}": m for i, m in zip(feature_info, maps, strict=True)}
+    return {f"act_pool{int(i['name'].removeprefix('stage')) - 1}": m
+            for i, m in zip(feature_info, maps, strict=True)}
 
 
 @pytest.mark.parametrize("name", [
     n if n in IN_SUITE else pytest.param(n, marks=OTHERS) for n in SUPPORTED])
-def test_logits_equal_torchvision(name):
-    err = check_against_torchvision(name)
+def test_logits_and_activations_equal_torchvision(name, tmp_path):
+    """`load_torchvision` from a safetensors file; logits and the fixture's activation
+    probes (through `forward_intermediates`) against torchvision's."""
+    path, x, fx = checkpoint(name, tmp_path)
+    model = models.load_torchvision(name, path)
+    assert model.num_classes == fx["logits"].shape[1]
+    graphdef, state = nnx.split(model)
+    logits, maps = jax.jit(lambda s, x: (nnx.merge(graphdef, s)(x),
+                                         nnx.merge(graphdef, s).forward_intermediates(x)))(
+        state, x)
+    err = relative_error(logits, fx["logits"])
     print(f"{name}: max |poolnets - torchvision| / max |torchvision| = {err:.2e}")
+    assert err <= RTOL, f"{name}: logits differ, max relative error {err:.3g}"
+    got = probes(name, maps, model.feature_info)
+    acts = [k for k in fx if k.startswith("act_") and k != "act_stem_pool"]
+    assert set(acts) <= set(got), (acts, sorted(got))
+    for label in acts:
+        want = fx[label]
+        assert relative_error(np.asarray(got[label])[0, ..., : want.shape[-1]], want) <= RTOL, (
+            f"{name}: activation {label} differs")
 
 
-@pytest.mark.parametrize("name", SUPPORTED)
+def test_linen_variables_give_torchvisions_logits(tmp_path):
+    path, x, fx = checkpoint("resnet18", tmp_path)
+    variables = models.load_torchvision_linen("resnet18", path)
+    module = models.create_linen("resnet18", num_classes=fx["logits"].shape[1])
+    assert relative_error(jax.jit(module.apply)(variables, x), fx["logits"]) <= RTOL
+
+
+# The deeper ResNets repeat resnet18's and resnet50's blocks; their abstract builds cost
+# seconds, so they join the opt-in run.
+LAYOUTS_IN_SUITE = ("resnet18", "resnet50", "vgg11", "vgg11_bn", "vgg16", "vgg19_bn")
+
+
+@pytest.mark.parametrize("name", [
+    n if n in LAYOUTS_IN_SUITE else pytest.param(n, marks=OTHERS) for n in SUPPORTED])
 def test_expected_keys_are_torchvisions(name):
-    """The layout derived from the zoo is torchvision's state dict, key for key (eval_shape)."""
+    """The layout derived from the abstract NNX model is torchvision's state dict, key for
+    key and shape for shape."""
     want = {k: tuple(s) for k, s in json.loads(str(fixture(name)["keys"]))}
-    assert expected_shapes(name) == want
+    assert expected_shapes(name, layout_of(name)) == want
 
 
 def test_safetensors_and_orbax_round_trip(tmp_path):
-    from safetensors.numpy import save_file
-
+    path, _, _ = checkpoint("resnet18", tmp_path)
     weights, _, _ = fixture_weights("resnet18")
-    path = tmp_path / "resnet18.safetensors"
-    save_file(weights, str(path))
-    loaded = models.load_torchvision("resnet18", path)
-    direct = convert_torchvision("resnet18", weights)
+    loaded = models.load_torchvision_linen("resnet18", path)
+    direct = convert_torchvision("resnet18", weights, layout_of("resnet18"))
     assert jax.tree.all(jax.tree.map(np.array_equal, loaded, direct))
     saved = save_variables(tmp_path / "ckpt", loaded)
     restored = restore_variables(saved, target=loaded)
@@ -113,6 +137,17 @@ def test_safetensors_and_orbax_round_trip(tmp_path):
     assert jax.tree.all(jax.tree.map(np.array_equal, restored, loaded))
     with pytest.raises(ValueError, match="already exists"):
         save_variables(saved, loaded)
+
+
+def test_wrong_file_is_refused_naming_the_key(tmp_path):
+    from safetensors.numpy import save_file
+
+    save_file({"fc.weight": np.zeros((3, 4), np.float32)}, str(tmp_path / "bad.safetensors"))
+    refused = r"resnet18: wrong shapes.*'fc\.weight: file \(3, 4\), expected \(3, 512\)'"
+    with pytest.raises(ValueError, match=refused + ".*missing keys"):
+        models.load_torchvision("resnet18", tmp_path / "bad.safetensors")
+    with pytest.raises(ValueError, match="no torchvision checkpoint mapping"):
+        models.load_torchvision("lenet5", os.path.join(FIXTURES, "torchvision_tiny.pth"))
 
 
 @pytest.mark.parametrize("file", ["torchvision_tiny.pth", "torchvision_tiny_legacy.pth"])
@@ -203,7 +238,8 @@ def test_non_tensor_content_and_unknown_files(tmp_path):
 
 
 def zeros_state_dict(name: str) -> dict[str, np.ndarray]:
-    return {k: np.zeros(s, np.float32) for k, s in expected_shapes(name).items()}
+    shapes = expected_shapes(name, layout_of(name))
+    return {k: np.zeros(s, np.float32) for k, s in shapes.items()}
 
 
 def test_mismatched_state_dict_names_keys_and_shapes():
@@ -212,7 +248,7 @@ def test_mismatched_state_dict_names_keys_and_shapes():
     weights["layer5.0.conv1.weight"] = np.zeros((1, 1, 3, 3), np.float32)
     weights["layer1.0.bn1.running_var"] = np.zeros((65,), np.float32)
     with pytest.raises(ValueError) as info:
-        convert_torchvision("resnet18", weights)
+        convert_torchvision("resnet18", weights, layout_of("resnet18"))
     msg = str(info.value)
     assert "missing keys (1): ['layer2.0.conv1.weight (128, 64, 3, 3)']" in msg
     assert "unexpected keys (1): ['layer5.0.conv1.weight (1, 1, 3, 3)']" in msg
@@ -221,12 +257,12 @@ def test_mismatched_state_dict_names_keys_and_shapes():
 
 def test_wrong_architecture_and_unknown_name():
     with pytest.raises(ValueError, match=r"resnet18: classifier 'fc.weight' is missing"):
-        convert_torchvision("resnet18", zeros_state_dict("vgg11"))
+        convert_torchvision("resnet18", zeros_state_dict("vgg11"), layout_of("resnet18"))
     with pytest.raises(ValueError,
                        match=r"missing keys \(80\): \[.layer1.2.bn1.running_mean \(64,\)."):
-        convert_torchvision("resnet34", zeros_state_dict("resnet18"))
+        convert_torchvision("resnet34", zeros_state_dict("resnet18"), layout_of("resnet34"))
     with pytest.raises(ValueError, match="name 'lenet5' has no torchvision checkpoint"):
-        convert_torchvision("lenet5", {})
+        convert_torchvision("lenet5", {}, layout_of("lenet5"))
 
 
 def test_checkpoints_without_batch_counters_and_other_class_counts():
@@ -235,7 +271,7 @@ def test_checkpoints_without_batch_counters_and_other_class_counts():
                if not k.endswith("num_batches_tracked")}
     weights["classifier.6.weight"] = np.zeros((10, 4096), np.float32)
     weights["classifier.6.bias"] = np.zeros((10,), np.float32)
-    variables = convert_torchvision("vgg11_bn", weights)
+    variables = convert_torchvision("vgg11_bn", weights, layout_of("vgg11_bn"))
     assert variables["params"]["classifier"]["kernel"].shape == (4096, 10)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -11,8 +13,7 @@ from flax import nnx
 from nnx_zoo_helpers import concrete
 
 from poolnets import models
-from poolnets.models import nnx as nnx_zoo
-from poolnets.models.nnx.convert import load_linen
+from poolnets.models.nnx.convert import load_linen, to_linen
 from poolnets.models.transfer import (
     freeze_backbone,
     freeze_batch_stats,
@@ -28,18 +29,18 @@ X = jnp.asarray(np.random.default_rng(0).standard_normal((2, 32, 32, 3)), jnp.fl
 
 
 def small(name: str, num_classes: int, **kw):
-    if name.startswith("vgg"):
-        kw = {"width": 0.125, "hidden": 256, **kw}  # hidden layers of 32
-    else:
-        kw = {"width": 0.125, **kw}
-    return models.create(name, num_classes=num_classes, **kw)
+    """The abstract (`nnx.eval_shape`) model `name` at width 1/8."""
+    kw = {"width": 0.125, **({"hidden": 256} if name.startswith("vgg") else {}), **kw}
+    return nnx.eval_shape(lambda: models.create(name, num_classes=num_classes, **kw))
 
 
-def init(model, seed: int = 0):
-    """Random variables in `model`'s structure, with non-trivial running statistics; drawn
-    host-side from the abstract init (compiling init or per-leaf jax.random costs seconds)."""
+def init(abstract, seed: int = 0):
+    """Random Linen-layout variables {"params", "batch_stats"} in the structure of the
+    abstract model, with non-trivial running statistics; drawn host-side (compiling an
+    init or per-leaf jax.random costs seconds)."""
     rng = np.random.default_rng(seed)
-    abstract = jax.eval_shape(lambda: model.init(jax.random.key(0), X))
+    tree, _ = to_linen(nnx.to_pure_dict(nnx.state(abstract, nnx.Param)),
+                       nnx.to_pure_dict(nnx.state(abstract, nnx.BatchStat)))
 
     def draw(path, leaf):
         if path[-1].key == "var":
@@ -47,7 +48,7 @@ def init(model, seed: int = 0):
         scale = np.sqrt(2.0 / np.prod(leaf.shape[:-1])) if len(leaf.shape) > 1 else 0.3
         return (scale * rng.standard_normal(leaf.shape)).astype(np.float32)
 
-    return jax.tree_util.tree_map_with_path(draw, abstract)
+    return jax.tree_util.tree_map_with_path(draw, tree)
 
 
 def leaves_equal(a, b) -> bool:
@@ -95,12 +96,11 @@ def test_frozen_backbone_updates_only_the_head():
 
 
 def small_nnx(name: str, num_classes: int, seed: int = 0, **kw):
-    """The NNX twin of `small(...)` holding the host-drawn variables of `init` (positive
+    """`small(...)` made concrete, holding the host-drawn variables of `init` (positive
     running variances), loaded through the Linen<->NNX path map."""
-    kw = {"width": 0.125, **({"hidden": 256} if name.startswith("vgg") else {}), **kw}
-    abstract = nnx.eval_shape(lambda: nnx_zoo.create(name, num_classes=num_classes, **kw))
+    abstract = small(name, num_classes, **kw)
     model = concrete(abstract)  # real RNG streams
-    load_linen(model, init(small(name, num_classes, **kw), seed))
+    load_linen(model, init(abstract, seed))
     return model
 
 
@@ -173,6 +173,7 @@ def test_finetune_config_end_to_end_on_synthetic_data(tmp_path):
     import orbax.checkpoint as ocp
     from safetensors.numpy import save_file
 
+    from poolnets.models.nnx.pretrained import torchvision_layout
     from poolnets.training import train_and_evaluate
     from poolnets.weights.synthetic import synthetic_state_dict
     from poolnets.weights.torchvision import convert_torchvision, expected_shapes
@@ -182,7 +183,8 @@ def test_finetune_config_end_to_end_on_synthetic_data(tmp_path):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     config = module.get_config()
-    weights = synthetic_state_dict(expected_shapes("resnet18"), seed=3)
+    weights = synthetic_state_dict(
+        expected_shapes("resnet18", functools.partial(torchvision_layout, "resnet18")), seed=3)
     save_file(weights, str(tmp_path / "resnet18.safetensors"))
     config.init_from = str(tmp_path / "resnet18.safetensors")
     config.freeze_backbone = True
@@ -198,7 +200,8 @@ def test_finetune_config_end_to_end_on_synthetic_data(tmp_path):
     item = step_dir / "default"  # the model state; "data" holds the input iterator
     with ocp.StandardCheckpointer() as checkpointer:
         final = checkpointer.restore(item)
-    pretrained = convert_torchvision("resnet18", weights)
+    pretrained = convert_torchvision(
+        "resnet18", weights, functools.partial(torchvision_layout, "resnet18"))
     for name, subtree in final["params"].items():
         same = leaves_equal(subtree, pretrained["params"][name]) if name != "fc" else False
         assert same == (name != "fc"), name

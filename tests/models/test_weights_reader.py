@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 from poolnets import models
+from poolnets.models.nnx.pretrained import torchvision_layout
 from poolnets.weights import read_state_dict
 from poolnets.weights.checkpoint import restore_variables, save_variables
-from poolnets.weights.torchvision import layout
 
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 
@@ -163,7 +163,7 @@ def test_stride_zero_view_refused_by_the_architecture_check(tmp_path):
     is read; the error starts with the file, then the key, its shape and the layout's."""
     path = tmp_path / "giant.pth"
     write_zip(path, {"fc.weight": ("0", 0, (1000, 2**18), (0, 0))}, {"0": np.ones(1, np.float32)})
-    layout("resnet18", 1000)  # the layout's (cached) eval_shape out of the measurement
+    torchvision_layout("resnet18", 1000)  # the layout's (cached) eval_shape out of the measurement
     peak, message = peak_bytes(models.load_torchvision, "resnet18", path)
     assert message.startswith(  # the shape first: train.py's init_from error keeps 300 chars
         f"{path}: state dict does not match torchvision resnet18: wrong shapes (1): "

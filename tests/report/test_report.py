@@ -67,7 +67,7 @@ def test_every_numeric_sweep_field_has_a_range():
 
 
 def test_default_sweep_covers_every_downsample():
-    from poolnets.nn import downsample_names
+    from poolnets.models import downsample_names
 
     names = resolve_downsamples(default_config())
     assert names[:7] == ["max", "avg", "lp", "strided_conv", "none", "blur", "stochastic"]

@@ -6,7 +6,7 @@ Prepare CIFAR-10 once as array_record (see poolnets.data.sources), then on a GPU
         --out report_resnet20_cifar10 --config.data_dir=/path/to/tensorflow_datasets
 
 Every downsample choice replaces the two stride-2 convolutions that open stages 2 and 3
-(`poolnets.models.cifar_resnet`); the head is the published global average. Seeds are
+(`poolnets.models.CifarResNet`); the head is the published global average. Seeds are
 vmapped in one program (`seed_parallel="vmap"`) and variants run one after another in a
 single process (`workers=1`), which suits one accelerator. Not run on the project's CPU:
 one ResNet-20 epoch there takes minutes per variant.
