@@ -15,7 +15,8 @@ function of (seed, epoch)) are restored; augmentation draws from fold_in(key, st
 dropout and random pools from the restored RNG streams, so the resumed run equals an
 uninterrupted one.
 Models are Flax NNX modules (`poolnets.models.nnx`), trained through `nnx.split` state
-(`poolnets.training.state`).
+(`poolnets.training.state`). The loop body only steps; logging, evaluation, checkpoints and
+the profiler trace are the hooks of `poolnets.training.hooks`, called after every step.
 """
 
 from __future__ import annotations
