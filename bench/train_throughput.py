@@ -23,8 +23,12 @@ Timing: after one warm-up call each, `--steps` rounds; in each round every conte
 `--block` train steps (queued, then waited on) in a random order, then `--block` forward
 calls likewise. images/s = batch / median time per call; the paired ratio of a round is
 nnx images/s / other images/s (the other's time / nnx's time, same round), reported as its
-median and quartiles. Alternating keeps the load of a shared machine the same for both;
-the load average is printed.
+median, an about-95% confidence interval of that median (order statistics) and its
+quartiles. Alternating keeps the load of a shared machine the same for both; the load
+average is printed. Per contender also XLA's FLOP count and the number of instructions of
+each optimised program, to tell a slower program from a slower call. compile s: lowering
+and compiling the train step and the forward (nnx: compile_steps, which also compiles the
+trainer's eval step).
 """
 
 from __future__ import annotations
@@ -88,12 +92,19 @@ class Contender:
         self.params, self.compile_s = params, compile_s
         self.times: dict[str, list[float]] = {"train": [], "forward": []}
         self.flops = {"train": _flops(train), "forward": _flops(forward)}
+        # Instructions of the optimised HLO: equal programs have (nearly) equal counts.
+        self.hlo = {"train": _instructions(train), "forward": _instructions(forward)}
 
 
 def _flops(compiled: Any) -> float:
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, list) else cost  # a list in older jax
     return float((cost or {}).get("flops", float("nan")))
+
+
+def _instructions(compiled: Any) -> int:
+    return sum(1 for line in compiled.as_text().splitlines()
+               if re.match(r"\s+(ROOT )?%?[\w.-]+ = ", line))
 
 
 def _compile(fn: Callable, mesh: Any, args: tuple, shardings: tuple, out: Any,
@@ -244,9 +255,15 @@ def run_pair(contenders: list[Contender], batch_arrays: tuple, key: jax.Array, x
                 contenders[i].times[kind].append((time.perf_counter() - t) / block)
 
 
-def quartiles(values: list[float]) -> tuple[float, float, float]:
-    q1, q2, q3 = np.percentile(values, [25, 50, 75])
-    return float(q1), float(q2), float(q3)
+def summary(values: list[float]) -> str:
+    """"median [about-95% confidence interval of the median] (quartiles)": the interval between
+    the order statistics n/2 -+ 0.98 sqrt(n) (distribution-free, normal approximation)."""
+    v = sorted(values)
+    n = len(v)
+    half = 0.98 * n**0.5
+    lo, hi = max(int(np.floor(n / 2 - half)), 0), min(int(np.ceil(n / 2 + half)), n - 1)
+    q1, q2, q3 = np.percentile(v, [25, 50, 75])
+    return f"{q2:.3f} [{v[lo]:.3f}, {v[hi]:.3f}] ({q1:.3f}-{q3:.3f})"
 
 
 def load() -> str:
@@ -294,23 +311,24 @@ def main() -> None:
             results.append((name, shape, batch, c))
         for other in contenders[1:]:
             ratios.append((name, other, {
-                kind: quartiles([o / n for n, o in zip(contenders[0].times[kind],
+                kind: summary([o / n for n, o in zip(contenders[0].times[kind],
                                                        other.times[kind], strict=True)])
                 for kind in ("train", "forward")}, start, load()))
     print("\n| model | contender | input | batch | params | compile s | train ms | "
-          "train img/s | forward ms | forward img/s | train GFLOP | forward GFLOP |")
+          "train img/s | forward ms | forward img/s | GFLOP train, forward | "
+          "HLO instructions train, forward |")
     print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, shape, batch, c in results:
         train, fwd = (statistics.median(c.times[k]) for k in ("train", "forward"))
         print(f"| {name} | {c.label} | {'x'.join(map(str, shape))} | {batch} | {c.params:,} | "
               f"{c.compile_s:.1f} | {1e3 * train:.2f} | {batch / train:.0f} | "
-              f"{1e3 * fwd:.2f} | {batch / fwd:.0f} | {c.flops['train'] / 1e9:.3f} | "
-              f"{c.flops['forward'] / 1e9:.3f} |")
-    print("\npaired ratio nnx img/s / other img/s: median [25%, 75%] over rounds\n")
+              f"{1e3 * fwd:.2f} | {batch / fwd:.0f} | {c.flops['train'] / 1e9:.3f}, "
+              f"{c.flops['forward'] / 1e9:.3f} | {c.hlo['train']:,}, {c.hlo['forward']:,} |")
+    print("\npaired ratio nnx img/s / other img/s over rounds: median [about-95% CI of the median]"
+          " (quartiles)\n")
     print("| model | vs | train ratio | forward ratio | load avg at start | at end |")
     print("|---|---|---|---|---|---|")
-    for name, other, q, start, end in ratios:
-        cell = {k: f"{v[1]:.3f} [{v[0]:.3f}, {v[2]:.3f}]" for k, v in q.items()}
+    for name, other, cell, start, end in ratios:
         print(f"| {name} | {other.label} | {cell['train']} | {cell['forward']} | "
               f"{start} | {end} |")
 
