@@ -53,7 +53,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from flax import nnx
+from flax import linen, nnx
 from jax.sharding import NamedSharding, PartitionSpec
 
 from poolnets.data import Preprocess, preprocess
@@ -216,7 +216,8 @@ def import_linen01(rev: str) -> Callable[..., Any]:
     archive = subprocess.run(["git", "-C", str(root), "archive", "--format=tar", rev,
                               "poolnets"], capture_output=True, check=False)
     if archive.returncode:
-        sys.exit(f"--linen01: git archive {rev} failed: {archive.stderr.decode().strip()}")
+        raise ValueError(f"git archive {rev} poolnets failed: "
+                         f"{archive.stderr.decode().strip().splitlines()[-1]}")
     tmp = Path(tempfile.mkdtemp(prefix="poolnets01-"))
     with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
         tar.extractall(tmp, filter="data")
@@ -226,6 +227,9 @@ def import_linen01(rev: str) -> Callable[..., Any]:
     sys.path.insert(0, str(tmp))
     from poolnets01.models import create as create01  # noqa: PLC0415  (made just above)
 
+    if not isinstance(create01("lenet5", num_classes=10), linen.Module):
+        raise ValueError(f"poolnets.models.create of {rev} does not return a Linen module "
+                         f"(0.1's Linen zoo is at 083bcf5 and before)")
     return create01
 
 
@@ -284,7 +288,10 @@ def main() -> None:
         value = getattr(args, flag)
         if value is not None and value < 1:
             parser.error(f"--{flag} must be >= 1, got {value}")
-    create01 = import_linen01(args.linen01) if args.linen01 else None
+    try:
+        create01 = import_linen01(args.linen01) if args.linen01 else None
+    except ValueError as e:
+        parser.error(f"--linen01 {args.linen01!r}: {e}")
     print(f"# {jax.device_count()} x {jax.devices()[0].device_kind} ({jax.default_backend()}, "
           f"{platform.machine()}, {os.cpu_count()} cores), jax {jax.__version__}; "
           f"rounds (--steps) {args.steps}, block {args.block}", flush=True)
