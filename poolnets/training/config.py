@@ -21,7 +21,8 @@ from poolnets.training.optim import OPTIMIZERS, SCHEDULES
 DTYPES = ("float32", "bfloat16", "float16")
 # config.model fields passed to `poolnets.models.create` when set (not None); the compute
 # dtype is config.dtype, num_classes config.num_classes or the dataset's.
-MODEL_OPTIONS = ("downsample", "head", "width", "spatial_dims", "downsample_blocks")
+MODEL_OPTIONS = ("downsample", "head", "width", "spatial_dims", "downsample_blocks",
+                 "batch_norm")
 
 
 __all__ = ["MODEL_OPTIONS", "NUMBERS", "ConfigError", "Plan", "Range", "base_config",

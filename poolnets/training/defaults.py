@@ -21,6 +21,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.width = config_dict.placeholder(float)  # channel multiplier; None: 1.0 (published)
     c.model.spatial_dims = config_dict.placeholder(int)  # None: the data's (2 for images)
     c.model.downsample_blocks = config_dict.placeholder(bool)  # ResNet18-152 pool in blocks too
+    c.model.batch_norm = config_dict.placeholder(bool)  # BatchNorm after each conv (lenet5, vgg)
     c.dtype = "float32"  # compute dtype (create's dtype); parameters, optimizer state float32
 
     c.dataset = "digits"  # see poolnets.data.dataset_names()
