@@ -9,7 +9,6 @@ from poolnets.data.augment import Preprocess, preprocess, random_flip, random_sh
 from poolnets.data.pipeline import (
     DATASETS,
     DatasetSpec,
-    Split,
     dataset_names,
     dataset_spec,
     default_data_dir,
@@ -20,6 +19,7 @@ from poolnets.data.pipeline import (
     load_split,
     train_batches,
 )
+from poolnets.data.sources import Split
 
 __all__ = [
     "DATASETS",

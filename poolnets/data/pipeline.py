@@ -21,6 +21,7 @@ import grain
 import numpy as np
 
 from poolnets.data.augment import Preprocess
+from poolnets.data.sources import Split
 
 # Serving geometry for `digits`: each 8x8 pixel becomes a 2x2 block (16x16, exact, no
 # interpolation), centred in LeNet-5's 32x32 input with an 8-pixel zero border, so shifts
@@ -28,23 +29,6 @@ from poolnets.data.augment import Preprocess
 DIGITS_UPSAMPLE = 2
 DIGITS_BORDER = 8
 DIGITS_GREY_LEVELS = 16  # source values are 0..16
-
-
-@dataclasses.dataclass(frozen=True)
-class Split:
-    """One split in memory: images (N, H, W, C) (float32 in [0, 1] or uint8), labels (N,)."""
-
-    images: np.ndarray
-    labels: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def take(self, idx: np.ndarray, augment_seed: tuple | None = None
-             ) -> tuple[np.ndarray, np.ndarray]:
-        """Rows `idx`; in-memory data is augmented on device, so augment_seed is unused."""
-        del augment_seed
-        return self.images[idx], self.labels[idx]
 
 
 @dataclasses.dataclass(frozen=True)

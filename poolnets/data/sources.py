@@ -20,7 +20,22 @@ from typing import Any
 
 import numpy as np
 
-from poolnets.data.pipeline import Split
+
+@dataclasses.dataclass(frozen=True)
+class Split:
+    """One split in memory: images (N, H, W, C) (float32 in [0, 1] or uint8), labels (N,)."""
+
+    images: np.ndarray
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def take(self, idx: np.ndarray, augment_seed: tuple | None = None
+             ) -> tuple[np.ndarray, np.ndarray]:
+        """Rows `idx`; in-memory data is augmented on device, so augment_seed is unused."""
+        del augment_seed
+        return self.images[idx], self.labels[idx]
 
 
 class DatasetUnavailable(RuntimeError):

@@ -16,6 +16,7 @@ from typing import Any
 
 from poolnets.data import DatasetSpec, dataset_spec
 from poolnets.training.defaults import base_config
+from poolnets.training.errors import ConfigError
 from poolnets.training.optim import OPTIMIZERS, SCHEDULES
 
 DTYPES = ("float32", "bfloat16", "float16")
@@ -27,10 +28,6 @@ MODEL_OPTIONS = ("downsample", "head", "width", "spatial_dims", "downsample_bloc
 
 __all__ = ["MODEL_OPTIONS", "NUMBERS", "ConfigError", "Plan", "Range", "base_config",
            "check_choice", "check_config", "check_numbers", "model_options"]
-
-
-class ConfigError(ValueError):
-    """A config value that cannot work, found before training starts."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -12,6 +12,8 @@ from typing import Any
 import jax
 import optax
 
+from poolnets.training.errors import ConfigError
+
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "constant", "step")
 
@@ -92,8 +94,6 @@ def count_steps(config: Any, num_train: int) -> tuple[int, int]:
     """(steps_per_epoch, total_steps) of a run of `config` on `num_train` training images:
     full batches only (the last partial batch of an epoch is dropped), and config.num_steps
     when set, else config.num_epochs epochs. A batch larger than the data is a ConfigError."""
-    from poolnets.training.config import ConfigError  # config imports this module
-
     steps_per_epoch = num_train // config.batch_size
     if steps_per_epoch == 0:
         raise ConfigError(

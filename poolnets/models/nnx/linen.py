@@ -29,7 +29,8 @@ from flax import linen, nnx
 from flax.core import FrozenDict
 from flax.nnx import bridge
 
-import poolnets.models.nnx as zoo
+from poolnets.models.nnx import catalog as zoo
+from poolnets.models.nnx.contract import ZooModel
 from poolnets.nnx._base import Random
 
 STREAMS = ("dropout", "pool")  # the streams a model draws from in training
@@ -46,7 +47,7 @@ def _streams_used(model: nnx.Module) -> set[str]:
 
 
 def _build(*, model: str, num_classes: int, options: FrozenDict, train: bool,
-           given: tuple[str, ...], initializing: bool, rngs: nnx.Rngs) -> zoo.ZooModel:
+           given: tuple[str, ...], initializing: bool, rngs: nnx.Rngs) -> ZooModel:
     """The NNX model for one Linen call (the bridge's `nnx_class`)."""
     keys = {s: rngs[s]() if s in given else 0 for s in STREAMS}
     if initializing:

@@ -18,14 +18,13 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from poolnets.models.nnx.catalog import create
 from poolnets.models.nnx.contract import ZooModel
 from poolnets.weights import torchvision as tv
 
 
 def _abstract(name: str, num_classes: int) -> ZooModel:
     # Named dropout/pool streams, so that `_fill_rng_state` can reseed each by its tag.
-    from poolnets.models.nnx import create
-
     return nnx.eval_shape(lambda: create(name, num_classes=num_classes,
                                          rngs=nnx.Rngs(0, dropout=0, pool=0)))
 
