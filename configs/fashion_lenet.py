@@ -1,20 +1,25 @@
-"""LeNet-5 at 1.25x width (ReLU, max pool, 96,293 parameters) on Fashion-MNIST, 28x28
-zero-padded to 32x32.
+"""LeNet-5 at 1.25x width with BatchNorm and L2 ("lp") pooling, 96,321 parameters, on
+Fashion-MNIST, 28x28 zero-padded to 32x32.
 
-Command:   nice -n 10 .venv/bin/python train.py --config configs/fashion_lenet.py \
-               --workdir /tmp/fm/w0 --config.seed=0 --config.data_dir=/tmp/fm/data
-           (seeds 1 and 2 likewise; /tmp/fm/data held fashion_mnist prepared from the
-           Debian package's files, as the first run prepares it in any data_dir)
-Hardware:  2-core x86-64 CPU (AMD EPYC), JAX CPU backend, no accelerator.
-Runtime:   275-277 s of CPU time (user + system) per run for the whole process (imports,
-           data read, compilation, 7,020 steps, 15 evaluations): under 5 minutes of CPU. Wall
-           time on an idle machine was not measured: here it was 19 min, the three seeds
-           running at once beside other jobs (load average 8-12). /usr/bin/time -v, 2026-12-06.
-Result:    test_accuracy 0.9186 / 0.9205 / 0.9221 for seeds 0 / 1 / 2: mean 0.9204, sample
-           standard deviation 0.0018. Below the 0.925 the issue asks for. At the published
-           width (--config.model.width=1.0, 61,706 parameters) the same recipe gave 0.9170 /
-           0.9131 / 0.9173 (mean 0.9158, sd 0.0023) in 231-232 s of CPU; other settings tried
-           at width 1.0 are in docs/fashion_mnist.md.
+Command:   .venv/bin/python train.py --config configs/fashion_lenet.py --workdir /tmp/fm/w0 \
+               --config.seed=0 --config.data_dir=/tmp/fm/data
+           (seeds 1 and 2 likewise; the first run prepares fashion_mnist from the Debian
+           package's files in any data_dir)
+Hardware:  2-core x86-64 CPU (lscpu: "Intel(R) Xeon(R) Processor"), JAX CPU backend, no
+           accelerator.
+Runtime:   291.3 s of CPU time (282.8 user + 8.5 system) for the whole process (imports, data
+           read, compilation, 7,020 steps, 15 evaluations), seed 0, /usr/bin/time -v: under
+           5 minutes of CPU. Its wall time was 8 min 57 s at load average 10-14 (other jobs
+           on the 2 cores left it 54% of a core); an idle-machine wall time was not measured.
+           The three seeds ran at once (beside a fourth run and other jobs: load average
+           12-15) in 2,325-2,342 s wall and 317-318 s of CPU each (counted from the call of
+           the trainer, imports not included; contention inflates CPU time), in-process
+           through train_and_evaluate, whose seed 0 matched this command's to the last digit
+           (accuracy 0.9254, loss 0.2803). 2026-12-06.
+Result:    test_accuracy 0.9254 / 0.9270 / 0.9273 for seeds 0 / 1 / 2: mean 0.9266, sample
+           standard deviation 0.0010, each above the 0.925 of Zalando's benchmark table for
+           its best CNN under 100K parameters. Without BatchNorm (batch_norm=False) seed 0
+           gave 0.9232; the screening runs are in docs/fashion_mnist.md.
 """
 
 import ml_collections
@@ -25,13 +30,17 @@ from poolnets.training.defaults import base_config
 def get_config() -> ml_collections.ConfigDict:
     config = base_config()  # every field and its default: poolnets/training/defaults.py
     config.model.name = "lenet5"
-    config.model.width = 1.25  # every hidden width x1.25: 96,293 parameters, under 100K
+    config.model.width = 1.25  # every hidden width x1.25 (8 / 20 maps, 150 / 105 units)
+    # BatchNorm after C1 and C3 (their biases dropped): +0.8 points at epoch 10 against the
+    # same recipe without it (0.917-0.918 vs 0.909, docs/fashion_mnist.md)
+    config.model.batch_norm = True
+    config.model.downsample = "lp"  # S2 and S4 pool by the L2 norm of each window (p = 2)
     config.dataset = "fashion_mnist"  # prepared from the Debian package's files on first use
     config.batch_size = 128
     config.eval_batch_size = 1000
     config.num_epochs = 15
     config.optimizer = "sgd"  # Nesterov momentum 0.9, cosine schedule, 1 warmup epoch
-    config.learning_rate = 0.05
+    config.learning_rate = 0.1  # BatchNorm takes twice the 0.05 of the recipe without it
     config.weight_decay = 5e-4
     config.label_smoothing = 0.1
     # Fashion-MNIST's standard augmentation is a random crop after padding plus a horizontal
