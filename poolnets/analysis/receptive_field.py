@@ -26,7 +26,11 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+import poolnets.nnx as pnnx
 from poolnets.analysis.taps import tapped_call
+from poolnets.models.nnx.layers import Identity, StridedConv, Subsample
+from poolnets.models.nnx.lenet import TableConv
+from poolnets.pooling.geometry import resolve_padding
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,6 +78,88 @@ def receptive_fields(layers: Sequence[Layer]) -> list[Field]:
             prev.start + (span / 2 - layer.padding) * prev.jump,
         ))
     return fields
+
+
+# Pools whose output unit reads exactly its window (no learned spatial filter beside it):
+# their step is their window geometry. Output-size pools (fractional, spectral), LIP (its
+# logit convolution widens the field) and unknown modules have no fixed step.
+WINDOW_ONLY = (pnnx.MaxPool, pnnx.MinPool, pnnx.AvgPool, pnnx.LPPool, pnnx.GeMPool,
+               pnnx.LSEPool, pnnx.SoftPool, pnnx.MedianPool, pnnx.StochasticPool,
+               pnnx.MixedPool, pnnx.RandomMixedPool, pnnx.GatedPool, pnnx.TreePool)
+
+
+def _first(value: Any) -> int:
+    """The first spatial dim's entry of an int, per-dim ints or (low, high) pairs (low)."""
+    while isinstance(value, Sequence):
+        value = value[0]
+    return int(value)
+
+
+def _blur(name: str, filter_size: Any, stride: Any) -> Layer:
+    f = _first(filter_size)  # blur_pool pads ((f - 1) // 2, f // 2) before subsampling
+    return Layer(name, f, _first(stride), (f - 1) // 2)
+
+
+def op_layers(name: str, op: Any, spatial: Sequence[int]) -> list[Layer] | None:
+    """The analytic steps of one model op at input size `spatial` (its first dim): [] for
+    pointwise ops (activations, norms, dropout), None where the field is not a fixed
+    window of the input."""
+    if isinstance(op, StridedConv):
+        op = op.conv
+    if isinstance(op, Subsample):
+        op = op.pool
+    if isinstance(op, nnx.Conv):
+        window, dilation = tuple(op.kernel_size), op.kernel_dilation
+        n = len(window)
+        strides = op.strides if isinstance(op.strides, Sequence) else (op.strides,) * n
+        dilation = dilation if isinstance(dilation, Sequence) else (dilation,) * n
+        eff = tuple(d * (k - 1) + 1 for k, d in zip(window, dilation, strict=True))
+        pads = resolve_padding(op.padding, tuple(spatial), eff, strides)
+        return [Layer(name, window[0], strides[0], pads[0][0], dilation[0])]
+    if isinstance(op, TableConv):
+        return [Layer(name, op.window[0])]
+    if isinstance(op, WINDOW_ONLY):
+        g = op.geometry((1, *spatial, 1))
+        return [Layer(name, g.window_shape[0], g.strides[0], g.requested_padding[0][0],
+                      g.dilation[0])]
+    if isinstance(op, pnnx.WaveletPool):  # each Haar level reads 2-wide blocks, stride 2
+        return [Layer(f"{name}.{level}", 2, 2) for level in range(op.levels)]
+    if isinstance(op, pnnx.BlurPool):
+        return [_blur(name, op.filter_size, op.stride)]
+    if isinstance(op, pnnx.MaxBlurPool):
+        return [Layer(f"{name}.dense", _first(op.window_shape), 1, _first(op.padding)),
+                _blur(f"{name}.blur", op.filter_size, op.stride)]
+    if isinstance(op, Identity) or not isinstance(op, nnx.Module):
+        return []
+    if isinstance(op, nnx.BatchNorm | nnx.Dropout):
+        return []
+    return None
+
+
+def model_layers(model: Any, spatial: Sequence[int], upto: str | None = None
+                 ) -> list[Layer] | None:
+    """The analytic chain of a zoo model's stages (`model.stages()`, each op as
+    `op_layers` reads it) at input size `spatial`, through stage `upto` (None: all); None
+    where some op has no fixed window. Layers are named after their stage (and the op's
+    index when a stage has several spatial ops)."""
+    from poolnets.models.nnx.contract import op_spatial
+
+    layers: list[Layer] = []
+    spatial = tuple(spatial)
+    for stage in model.stages():
+        steps: list[Layer] = []
+        for i, op in enumerate(stage.ops):
+            found = op_layers(f"{stage.name}.{i}", op, spatial)
+            if found is None:
+                return None
+            steps += found
+            spatial = op_spatial(op, spatial)
+        if len(steps) == 1:
+            steps = [dataclasses.replace(steps[0], name=stage.name)]
+        layers += steps
+        if stage.name == upto:
+            break
+    return layers
 
 
 def effective_receptive_field(model: nnx.Module, images: jax.Array, layer: str,

@@ -14,35 +14,13 @@ from typing import Any
 
 import jax
 import numpy as np
+from flax import nnx
 
 from poolnets.analysis import cost, generalisation, receptive_field, robustness, shift
 from poolnets.analysis.fit import fit_seeds, make_predict, predict_in_chunks, unstack
 from poolnets.analysis.gradcam import grad_cam
 from poolnets.analysis.stages import PoolStack, pool_stack_layers
 from poolnets.training.state import merge
-
-# Window geometry of LeNet-5's downsampling layers, for the analytic receptive field; names
-# missing here (output-size pools, LIP's logit convolution, ...) get no analytic figure.
-_TWO_BY_TWO = ("max", "avg", "lp", "strided_conv", "stochastic", "gem", "lse", "soft",
-               "median", "mixed", "mixed_random", "gated", "tree", "subsample", "wavelet")
-LENET_POOLS: dict[str, list[tuple[int, int, int]]] = {
-    **{n: [(2, 2, 0)] for n in _TWO_BY_TWO},
-    "none": [],
-    "blur": [(3, 2, 1)],  # 3-tap binomial, stride 2, reflect padding 1
-    "max_blur": [(2, 1, 0), (3, 2, 1)],  # dense 2x2 max, then the blur
-}
-
-
-def lenet_layers(downsample: str) -> list[receptive_field.Layer] | None:
-    """LeNet-5's spatial chain up to S4, or None where the layer has no fixed window."""
-    if downsample not in LENET_POOLS:
-        return None
-    layers = []
-    for conv, pool in (("C1", "S2"), ("C3", "S4")):
-        layers.append(receptive_field.Layer(conv, 5))
-        for i, (k, s, p) in enumerate(LENET_POOLS[downsample]):
-            layers.append(receptive_field.Layer(f"{pool}.{i}", k, s, p))
-    return layers
 
 
 @dataclasses.dataclass
@@ -235,5 +213,7 @@ def build(variant: dict, config: Any, num_classes: int, image_shape: tuple[int, 
     label = {"kind": variant["kind"], "name": name, "downsample": ds, "head": head,
              "dataset": variant.get("dataset", config.dataset),
              "feature_layer": config.feature_layer}
-    layers = lenet_layers(ds) if config.model == "lenet5" else None
+    # The analytic chain through the feature layer, read from the model's own layers.
+    layers = receptive_field.model_layers(nnx.eval_shape(lambda: model(rngs=nnx.Rngs(0))),
+                                          image_shape[:-1], upto=config.feature_layer)
     return model, label, layers

@@ -11,10 +11,12 @@ from poolnets.analysis.receptive_field import (
     Layer,
     effective_receptive_field,
     mass_area,
+    model_layers,
     receptive_fields,
     support_extent,
 )
 from poolnets.analysis.stages import pool_stack_layers
+from poolnets.models import create, downsample_names
 
 
 def test_hand_computed_chain():
@@ -30,9 +32,32 @@ def test_hand_computed_chain():
     assert [(f.size, f.jump) for f in dilated[1:]] == [(5, 1), (7, 3)]
 
 
-def test_lenet5_field():
-    from poolnets.report.sweep import lenet_layers
+def lenet_layers(downsample):
+    model = nnx.eval_shape(lambda: create("lenet5", num_classes=10, downsample=downsample))
+    return model_layers(model, (32, 32), upto="S4")
 
+
+# LeNet-5's downsampling windows by hand (kernel, stride, left padding), from each pool's
+# definition: output-size pools and LIP (its logit conv widens the field) have none.
+_TWO_BY_TWO = ("max", "avg", "lp", "strided_conv", "stochastic", "gem", "lse", "soft",
+               "median", "mixed", "mixed_random", "gated", "tree", "subsample", "wavelet")
+BY_HAND = {**{n: [(2, 2, 0)] for n in _TWO_BY_TWO}, "none": [],
+           "blur": [(3, 2, 1)],  # 3-tap binomial, stride 2, reflect padding 1
+           "max_blur": [(2, 1, 0), (3, 2, 1)]}  # dense 2x2 max, then the blur
+
+
+@pytest.mark.parametrize("downsample", downsample_names())
+def test_lenet5_chain_is_read_from_its_layers(downsample):
+    got = lenet_layers(downsample)
+    if downsample not in BY_HAND:
+        assert got is None
+        return
+    want = [(5, 1, 0)] + BY_HAND[downsample]
+    want = want + want
+    assert [(layer.kernel, layer.stride, layer.padding) for layer in got] == want
+
+
+def test_lenet5_field():
     assert receptive_fields(lenet_layers("max"))[-1].size == 16  # 5 -> 6 -> 14 -> 16
     assert receptive_fields(lenet_layers("none"))[-1].size == 9
     assert receptive_fields(lenet_layers("blur"))[-1].size == 5 + 2 + 8 + 4
