@@ -265,4 +265,4 @@ def test_short_real_training_run_learns(real_data_dir, tmp_path):
     config.augment.enabled = False  # augmentation pays off over epochs, not 300 steps
     config.tensorboard = False
     summary = train_and_evaluate(config, str(tmp_path / "run"), show_progress=False)
-    assert summary["test_accuracy"] >= 0.80, summary  # 0.867 measured; the full recipe 0.92
+    assert summary["test_accuracy"] >= 0.80, summary  # 0.8687 measured; the full recipe 0.927
