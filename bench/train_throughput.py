@@ -34,11 +34,13 @@ trainer's eval step).
 from __future__ import annotations
 
 import argparse
+import atexit
 import functools
 import io
 import os
 import platform
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -219,6 +221,7 @@ def import_linen01(rev: str) -> Callable[..., Any]:
         raise ValueError(f"git archive {rev} poolnets failed: "
                          f"{archive.stderr.decode().strip().splitlines()[-1]}")
     tmp = Path(tempfile.mkdtemp(prefix="poolnets01-"))
+    atexit.register(shutil.rmtree, tmp, ignore_errors=True)  # imported by then
     with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
         tar.extractall(tmp, filter="data")
     (tmp / "poolnets").rename(tmp / "poolnets01")
