@@ -275,6 +275,33 @@ def test_split_merge_jit_and_grad_over_the_param_state():
     assert all(bool(jnp.any(g != 0)) for g in jax.tree.leaves(grads))
 
 
+def test_orbax_round_trip_nnx_grad_and_vmap(tmp_path):
+    import orbax.checkpoint as ocp
+
+    model = small_lenet()
+    x = jnp.asarray(X32[..., :1])
+    _, state = nnx.split(model)
+    with ocp.StandardCheckpointer() as checkpointer:
+        checkpointer.save(tmp_path / "model", nnx.to_pure_dict(state))
+    with ocp.StandardCheckpointer() as checkpointer:
+        restored = checkpointer.restore(tmp_path / "model")
+    fresh = nnx.eval_shape(lambda: zoo.create("lenet5", num_classes=3, width=0.5))
+    graphdef, abstract_state = nnx.split(fresh)
+    nnx.replace_by_pure_dict(abstract_state, restored)
+    again = nnx.merge(graphdef, abstract_state)
+    assert jax.tree.all(jax.tree.map(jnp.array_equal, nnx.state(again), nnx.state(model)))
+
+    @nnx.jit
+    def grads_and_vmapped(m, x):
+        grads = nnx.grad(lambda m: jnp.mean(m(x) ** 2))(m)
+        singles = jax.vmap(m)(x[:, None])  # each image as its own batch of one
+        return grads, singles, m(x)
+
+    grads, singles, direct = grads_and_vmapped(again, x)
+    assert all(bool(jnp.any(g != 0)) for g in jax.tree.leaves(grads))
+    np.testing.assert_allclose(singles[:, 0], direct, rtol=1e-5, atol=1e-6)
+
+
 def test_same_seed_same_model_and_another_seed_another():
     # rngs=None is nnx.Rngs(0), i.e. the key of seed 0.
     @jax.jit
