@@ -7,15 +7,13 @@ Command:   .venv/bin/python train.py --config configs/fashion_lenet.py --workdir
            package's files in any data_dir)
 Hardware:  2-core x86-64 CPU (lscpu: "Intel(R) Xeon(R) Processor"), JAX CPU backend, no
            accelerator.
-Runtime:   291.3 s of CPU time (282.8 user + 8.5 system) for the whole process (imports, data
-           read, compilation, 7,020 steps, 15 evaluations), seed 0, /usr/bin/time -v: under
-           5 minutes of CPU. Its wall time was 8 min 57 s at load average 10-14 (other jobs
-           on the 2 cores left it 54% of a core); an idle-machine wall time was not measured.
-           The three seeds ran at once (beside a fourth run and other jobs: load average
-           12-15) in 2,325-2,342 s wall and 317-318 s of CPU each (counted from the call of
-           the trainer, imports not included; contention inflates CPU time), in-process
-           through train_and_evaluate, whose seed 0 matched this command's to the last digit
-           (accuracy 0.9254, loss 0.2803). 2026-12-06.
+Runtime:   3 min 17.6 s wall for the whole process (imports, data read, compilation, 7,020
+           steps, 15 evaluations) on the quiet machine (load average 1.8 at start), 288.8 s of
+           CPU (276.8 user + 12.0 system), seed 0, /usr/bin/time -v, 2026-12-06. At load
+           10-14 the same command took 8 min 57 s wall and 291.3 s of CPU. The three seeds
+           ran at once beside other jobs (load 12-15), in-process through train_and_evaluate,
+           whose seed 0 matched this command's to the last digit (accuracy 0.9254, loss
+           0.2803).
 Result:    test_accuracy 0.9254 / 0.9270 / 0.9273 for seeds 0 / 1 / 2: mean 0.9266, sample
            standard deviation 0.0010, each above the 0.925 of Zalando's benchmark table for
            its best CNN under 100K parameters. Without BatchNorm (batch_norm=False) seed 0
