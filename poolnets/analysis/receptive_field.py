@@ -28,9 +28,8 @@ from flax import nnx
 
 import poolnets.nnx as pnnx
 from poolnets.analysis.taps import tapped_call
-from poolnets.models.nnx.layers import Identity, StridedConv, Subsample
+from poolnets.models.nnx.layers import Identity, StridedConv, Subsample, conv_geometry
 from poolnets.models.nnx.lenet import TableConv
-from poolnets.pooling.geometry import resolve_padding
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,13 +108,8 @@ def op_layers(name: str, op: Any, spatial: Sequence[int]) -> list[Layer] | None:
     if isinstance(op, Subsample):
         op = op.pool
     if isinstance(op, nnx.Conv):
-        window, dilation = tuple(op.kernel_size), op.kernel_dilation
-        n = len(window)
-        strides = op.strides if isinstance(op.strides, Sequence) else (op.strides,) * n
-        dilation = dilation if isinstance(dilation, Sequence) else (dilation,) * n
-        eff = tuple(d * (k - 1) + 1 for k, d in zip(window, dilation, strict=True))
-        pads = resolve_padding(op.padding, tuple(spatial), eff, strides)
-        return [Layer(name, window[0], strides[0], pads[0][0], dilation[0])]
+        g = conv_geometry(op, tuple(spatial))
+        return [Layer(name, g.window[0], g.strides[0], g.pads[0][0], g.dilation[0])]
     if isinstance(op, TableConv):
         return [Layer(name, op.window[0])]
     if isinstance(op, WINDOW_ONLY):

@@ -17,7 +17,7 @@ import pytest
 from flax import nnx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "models"))
-from nnx_zoo_helpers import classes  # noqa: E402
+from nnx_zoo_helpers import classes, host_draw  # noqa: E402
 from test_counts import PUBLISHED  # noqa: E402
 
 from poolnets import models as zoo  # noqa: E402
@@ -61,18 +61,10 @@ CASES = [
 
 
 def host_variables(module, x: np.ndarray) -> dict:
-    """The Linen module's variables at their init shapes, drawn on the host (running
-    Flax's initialisers op by op costs seconds); BatchNorm variances are positive."""
+    """The Linen module's variables at their init shapes, `host_draw`n."""
     keys = {"params": jax.random.key(0), "pool": jax.random.key(1)}
     shapes = jax.eval_shape(lambda: module.init(keys, x, train=False))
-    rng = np.random.default_rng(4)
-
-    def draw(path, s):
-        if path[-1].key == "var":
-            return jnp.asarray(rng.uniform(0.5, 1.5, s.shape), s.dtype)
-        return jnp.asarray(0.3 * rng.normal(size=s.shape), s.dtype)
-
-    return jax.tree_util.tree_map_with_path(draw, flax.core.unfreeze(shapes))
+    return host_draw(flax.core.unfreeze(shapes))
 
 
 def pair(name, shape, kw):

@@ -30,12 +30,9 @@ def abstract(name: str, **kw) -> zoo.ZooModel:
     return nnx.eval_shape(lambda: zoo.create(name, **kw))
 
 
-def host_variables(model: nnx.Module) -> dict:
-    """Variables {"params", "batch_stats"} in the Linen layout of the (abstract) `model`,
-    drawn on the host in the order of the 0.1 Linen zoo's `init` tree (running Flax's
-    initialisers op by op costs seconds); BatchNorm variances are positive."""
-    tree, _ = to_linen(nnx.to_pure_dict(nnx.state(model, nnx.Param)),
-                       nnx.to_pure_dict(nnx.state(model, nnx.BatchStat)))
+def host_draw(shapes: dict) -> dict:
+    """Values for a tree of shapes, drawn on the host (running Flax's initialisers op by op
+    costs seconds): N(0, 0.3^2), and BatchNorm variances ("var") in [0.5, 1.5]."""
     rng = np.random.default_rng(4)
 
     def draw(path, s):
@@ -43,7 +40,15 @@ def host_variables(model: nnx.Module) -> dict:
             return jnp.asarray(rng.uniform(0.5, 1.5, s.shape), s.dtype)
         return jnp.asarray(0.3 * rng.normal(size=s.shape), s.dtype)
 
-    return jax.tree_util.tree_map_with_path(draw, {k: v for k, v in tree.items() if v})
+    return jax.tree_util.tree_map_with_path(draw, shapes)
+
+
+def host_variables(model: nnx.Module) -> dict:
+    """Variables {"params", "batch_stats"} in the Linen layout of the (abstract) `model`,
+    `host_draw`n in the order of the 0.1 Linen zoo's `init` tree."""
+    tree, _ = to_linen(nnx.to_pure_dict(nnx.state(model, nnx.Param)),
+                       nnx.to_pure_dict(nnx.state(model, nnx.BatchStat)))
+    return host_draw({k: v for k, v in tree.items() if v})
 
 
 def concrete(model: nnx.Module, seed: int = 0) -> nnx.Module:

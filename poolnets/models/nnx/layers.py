@@ -142,9 +142,19 @@ def make_head(name: str, site: HeadSite) -> nnx.Module:
     return _HEADS[check_head(name)](site)
 
 
-def conv_spatial(conv: nnx.Conv, spatial: Sequence[int]) -> tuple[int, ...]:
-    """Output spatial size of `conv` (its window, strides, padding and dilation) by the
-    length rule of `poolnets.pooling.geometry`; an entry below 1 means too small."""
+@dataclasses.dataclass(frozen=True)
+class ConvGeometry:
+    """A convolution's geometry at one input size, one entry per spatial dim (padding as
+    resolved `(low, high)` pairs): what its output length and receptive field follow."""
+
+    window: tuple[int, ...]
+    strides: tuple[int, ...]
+    dilation: tuple[int, ...]
+    pads: tuple[tuple[int, int], ...]
+
+
+def conv_geometry(conv: nnx.Conv, spatial: Sequence[int]) -> ConvGeometry:
+    """`conv`'s window, strides, dilation and padding resolved for input size `spatial`."""
     n = len(spatial)
     window = tuple(conv.kernel_size)
     strides = conv.strides if isinstance(conv.strides, Sequence) else (conv.strides,) * n
@@ -152,8 +162,16 @@ def conv_spatial(conv: nnx.Conv, spatial: Sequence[int]) -> tuple[int, ...]:
     dilation = dilation if isinstance(dilation, Sequence) else (dilation,) * n
     eff = tuple(d * (k - 1) + 1 for k, d in zip(window, dilation, strict=True))
     pads = resolve_padding(conv.padding, spatial, eff, strides)
-    return tuple(output_length(length, e, s, lo, hi, False)
-                 for length, e, s, (lo, hi) in zip(spatial, eff, strides, pads, strict=True))
+    return ConvGeometry(window, tuple(strides), tuple(dilation), tuple(map(tuple, pads)))
+
+
+def conv_spatial(conv: nnx.Conv, spatial: Sequence[int]) -> tuple[int, ...]:
+    """Output spatial size of `conv` (its window, strides, padding and dilation) by the
+    length rule of `poolnets.pooling.geometry`; an entry below 1 means too small."""
+    g = conv_geometry(conv, spatial)
+    return tuple(output_length(length, d * (k - 1) + 1, s, lo, hi, False)
+                 for length, k, d, s, (lo, hi)
+                 in zip(spatial, g.window, g.dilation, g.strides, g.pads, strict=True))
 
 
 def make_batch_norm(features: int, *, dtype: Any, param_dtype: Any) -> nnx.BatchNorm:
