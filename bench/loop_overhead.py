@@ -12,7 +12,8 @@ Contenders, alternated (loop, bare, loop, bare, ...), each pair on the same comp
   evaluation (after the state is ready), less the time inside evaluations and checkpoint
   saves (each timed after the state they read is ready, as the loop itself waits for it).
 - bare: the same compiled step called back to back from the same initial state on the same
-  batches, which are captured from the loop's own calls (already on device), then one wait.
+  batches, captured from the loop's own calls and placed on the device beforehand (on CPU
+  the loop passes host arrays, which the step's dispatch transfers), then one wait.
 The compiled step is run once before the loop starts (on zeros), so neither contender pays
 its executable's one-off first-run work. Per case: median ms/step of each, the median of
 the per-pair ratios loop/bare, and the load average before and after (the machine may be
@@ -83,7 +84,7 @@ class Probe:
     def __init__(self):
         self.first_call = self.last_eval = None
         self.excluded = np.zeros(2)  # evaluations and saves, wall and CPU seconds
-        self.batches, self.key, self.initial, self.train_fn = [], None, None, None
+        self.batches, self.key, self.initial, self.train_fn, self.mesh = [], None, None, None, None
 
     def compile_steps(self, original, mesh, state, batch_shape, *args, **kwargs):
         train_fn, eval_fn = original(mesh, state, batch_shape, *args, **kwargs)
@@ -101,6 +102,8 @@ class Probe:
                 self.first_call, self.key = now(), key
             self.batches.append((images, labels))
             return train_fn(state, images, labels, key)
+
+        self.mesh = mesh
 
         return train, eval_fn
 
@@ -152,9 +155,10 @@ def run_loop(config) -> tuple[np.ndarray, Probe]:
 def run_bare(probe: Probe) -> np.ndarray:
     """(wall, CPU) seconds per step of the compiled step alone on the loop's batches and
     initial state."""
+    batches = jax.block_until_ready([put_batch(probe.mesh, *b) for b in probe.batches])
     state = jax.block_until_ready(jax.tree.map(jnp.copy, probe.initial))
     t = now()
-    for images, labels in probe.batches:
+    for images, labels in batches:
         state, metrics = probe.train_fn(state, images, labels, probe.key)
     jax.block_until_ready((state, metrics))
     return (now() - t) / len(probe.batches)
