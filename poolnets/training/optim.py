@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
+import numpy as np
 import optax
 
 from poolnets.training.errors import ConfigError
@@ -53,6 +54,12 @@ def make_schedule(
     return optax.join_schedules(
         [optax.linear_schedule(0.0, learning_rate, warmup_steps), shifted], [warmup_steps]
     )
+
+
+def schedule_table(schedule: Callable[[int], float], num_steps: int) -> np.ndarray:
+    """The learning rates of steps 0..num_steps-1 (num_steps,) float32, in one compiled call:
+    the loop logs them without an eager evaluation (and its op-by-op compiles) per record."""
+    return np.asarray(jax.jit(jax.vmap(schedule))(np.arange(num_steps)))
 
 
 def decay_mask(params: dict) -> dict:

@@ -10,7 +10,7 @@ import optax
 import pytest
 from flax import nnx
 
-from poolnets.training.optim import decay_mask, make_optimizer, make_schedule
+from poolnets.training.optim import decay_mask, make_optimizer, make_schedule, schedule_table
 
 
 def test_cosine_schedule_formula():
@@ -22,6 +22,16 @@ def test_cosine_schedule_formula():
         else:
             expected = lr * 0.5 * (1 + math.cos(math.pi * (t - warmup) / (total - warmup)))
         assert float(schedule(t)) == pytest.approx(expected, abs=1e-6)
+
+
+@pytest.mark.parametrize("name", ["cosine", "step"])
+def test_schedule_table_holds_every_steps_rate(name):
+    schedule = make_schedule(name, 0.3, 40, 6, decay_steps=(20, 30))
+    table = schedule_table(schedule, 40)
+    assert table.shape == (40,) and table.dtype == np.float32
+    # float32 rounding of the cosine may differ between the vectorised and the scalar call
+    np.testing.assert_allclose(table, [float(schedule(t)) for t in range(40)], rtol=0,
+                               atol=1e-7)
 
 
 def test_constant_schedule_with_and_without_warmup():
