@@ -117,7 +117,7 @@ NUMBERS: dict[str, Range] = {
     "seed": Range(-(2**63), 2**63, integer=True, text="an integer in [-2**63, 2**63)"),
     "log_every": _COUNT,
     "profile_steps": Range(0, integer=True),
-    "prefetch": Range(0, integer=True),
+    "prefetch": Range(0, integer=True, optional=True),
     "data.workers": Range(0, integer=True),
     "distributed.num_processes": Range(1, integer=True, optional=True),
     "distributed.process_id": Range(0, integer=True, optional=True),

@@ -66,7 +66,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.tensorboard = True  # event files in workdir/tensorboard
     c.curves = True  # workdir/curves.png (train loss, test accuracy) at the end of a run
     c.profile_steps = 0  # >0: profiler trace of that many steps into workdir/profile
-    c.prefetch = 2  # batches placed on device ahead of the step
+    c.prefetch = config_dict.placeholder(int)  # batches placed on device ahead; None: 2, CPU 0
     c.data = ml_collections.ConfigDict()  # the training input pipeline (Grain)
     # On CPU, workers compete with XLA for the cores. A resume needs the same count.
     c.data.workers = 0  # Grain processes reading/decoding train batches; 0: in this process

@@ -37,7 +37,7 @@ from poolnets.data import default_data_dir, eval_batches, train_batches
 from poolnets.training import artifacts, hooks, observe
 from poolnets.training.config import ConfigError, Plan, check_config, model_options
 from poolnets.training.hooks import TrainingDiverged
-from poolnets.training.optim import make_recipe
+from poolnets.training.optim import make_recipe, schedule_table
 from poolnets.training.setup import apply_transfer, build_preprocess, init_from, load_data
 from poolnets.training.state import Build, TrainState, count_params, create_train_state
 from poolnets.training.steps import compile_steps, make_mesh, put_batch, put_replicated
@@ -65,6 +65,15 @@ def _name_of(model: Any) -> str:
     model = model.func if isinstance(model, functools.partial) else model
     return model.__name__ if isinstance(model, type) else type(model).__name__ if isinstance(
         model, nnx.Module) else getattr(model, "__name__", type(model).__name__)
+
+
+def input_prefetch(config: Any) -> int:
+    """Batches placed on the devices ahead of the step: config.prefetch, or when it is None,
+    2 on accelerators and 0 on CPU, whose "device" memory is the host's: a placing thread
+    would only take cores from XLA there."""
+    if config.prefetch is not None:
+        return config.prefetch
+    return 0 if jax.default_backend() == "cpu" else 2
 
 
 def _shard() -> tuple[int, int]:
@@ -168,13 +177,14 @@ def _make_hooks(run: _Run, record: Any, console: observe.Console, data_state: An
     """log, evaluate, checkpoint, profile, in the order they act after a step."""
     config, total = run.config, run.recipe.total_steps
     per_epoch = run.recipe.steps_per_epoch
+    rates = schedule_table(run.recipe.schedule, total)
     return [
         hooks.LogMetrics(  # also before each checkpoint and evaluation, then at once
             hooks.Every(config.log_every, config.checkpoint_every_steps, per_epoch,
                         at=(total,)),
             at_once=hooks.Every(config.checkpoint_every_steps, per_epoch, at=(total,)),
             batch_size=config.batch_size, steps_per_epoch=per_epoch,
-            learning_rate=run.recipe.schedule, record=record, progress=console.advance,
+            learning_rate=rates.__getitem__, record=record, progress=console.advance,
             last_good=run.checkpoints.last_good, clock=clock),
         hooks.Evaluate(
             hooks.Every(per_epoch, at=(total,)),
@@ -222,10 +232,14 @@ def train_and_evaluate(
             writer.write(entry)
         scalars.write(entry)
 
+    prefetch = input_prefetch(config)
+    # Unplaced host batches go to the compiled step, whose dispatch transfers them: on one
+    # process that is cheaper than jax.device_put; several processes must assemble them.
+    place = (None if prefetch == 0 and jax.process_count() == 1
+             else functools.partial(put_batch, run.mesh))
     batches = iter(train_batches(
         run.train, config.batch_size, seed=config.seed, num_steps=total, shard=_shard(),
-        workers=config.data.workers, place=functools.partial(put_batch, run.mesh),
-        prefetch=config.prefetch))
+        workers=config.data.workers, place=place, prefetch=prefetch))
     if run.resume_step is not None:
         batches.set_state(run.data_state)
 

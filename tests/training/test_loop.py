@@ -15,7 +15,7 @@ from flax import nnx
 from poolnets.data import load_split
 from poolnets.training import TIMING_KEYS, ConfigError, train_and_evaluate
 from poolnets.training.artifacts import Checkpoints
-from poolnets.training.loop import evaluate
+from poolnets.training.loop import evaluate, input_prefetch
 from poolnets.training.optim import make_optimizer, make_schedule
 from poolnets.training.state import create_train_state, merge
 from poolnets.training.steps import eval_step, make_mesh, train_step
@@ -81,16 +81,20 @@ def test_tiny_run_learns_and_writes_artifacts(tmp_path, tiny_config, tiny_model,
     assert again["test_loss"] == pytest.approx(summary["test_loss"], rel=1e-6)
 
 
-def test_same_seed_same_summary(tmp_path, tiny_config, make_tiny_model):
+def test_same_seed_same_summary_whatever_the_batch_placement(tmp_path, tiny_config,
+                                                             make_tiny_model):
     tiny_config.num_steps = 4
     model = make_tiny_model(use_batchnorm=False)  # also covers models without batch_stats
-    runs = [
-        train_and_evaluate(tiny_config, str(tmp_path / name), model=model, show_progress=False)
-        for name in ("a", "b")
-    ]
+    assert input_prefetch(tiny_config) == 0  # CPU: host batches go straight to the step
+    runs = []
+    for name, prefetch in (("a", None), ("b", 2)):  # b: placed by Grain's thread, 2 ahead
+        tiny_config.prefetch = prefetch
+        runs.append(train_and_evaluate(tiny_config, str(tmp_path / name), model=model,
+                                       show_progress=False))
     for summary in runs:
         for key in TIMING_KEYS:
             del summary[key]
+        del summary["config"]["prefetch"]
     assert runs[0] == runs[1]  # bit-identical test_loss/test_accuracy, not just close
 
 

@@ -1,5 +1,6 @@
 """Data parallelism: a few steps on 8 (forced host) devices equal 1 device at the same global
-batch, BatchNorm statistics included (they are reduced over the global batch under jit).
+batch, BatchNorm statistics included (they are reduced over the global batch under jit), and
+host batches given to the step equal batches placed beforehand, bit for bit.
 The batches are stored uint8 CIFAR-style images, preprocessed and augmented in the step."""
 
 import os
@@ -33,7 +34,9 @@ SCRIPT = textwrap.dedent(
     test = (rng.integers(0, 256, (8, 32, 32, 3), dtype=np.uint8),
             rng.integers(0, 10, 8).astype(np.int32), np.arange(8) < 7)
     results = []
-    for devices in (jax.devices()[:1], jax.devices()):
+    # the third run passes host arrays, which the compiled step's dispatch shards itself
+    for devices, placed in ((jax.devices()[:1], True), (jax.devices(), True),
+                            (jax.devices(), False)):
         mesh = make_mesh(devices)
         model, state = create_train_state(build, tx, jax.random.key(0), (32, 32, 3))
         state = put_replicated(mesh, state)
@@ -44,14 +47,18 @@ SCRIPT = textwrap.dedent(
             preprocess_spec=get_spec("cifar10").preprocess)
         losses = []
         for images, labels in batches:
-            state, metrics = train(state, *put_batch(mesh, images, labels), key)
+            batch = put_batch(mesh, images, labels) if placed else (images, labels)
+            state, metrics = train(state, *batch, key)
             losses.append(float(metrics["loss"]))
         assert len(state.params["conv"]["kernel"].sharding.device_set) == len(devices)
         sums = jax.device_get(evaluate(state, *put_batch(mesh, *test)))
         assert int(state.rngs["drop"]["rngs"]["count"]) == 4  # one dropout draw per step
         kept = (state.params, state.batch_stats, state.opt_state)
         results.append((jax.device_get(kept), losses, sums))
-    (one, losses1, sums1), (eight, losses8, sums8) = results
+    (one, losses1, sums1), (eight, losses8, sums8), (host, losses_host, _) = results
+    assert losses_host == losses8
+    for a, b in zip(jax.tree.leaves(eight), jax.tree.leaves(host), strict=True):
+        np.testing.assert_array_equal(a, b)
     np.testing.assert_allclose(losses1, losses8, rtol=1e-5)
     assert losses8[-1] < losses8[0], losses8
     for a, b in zip(jax.tree.leaves(one), jax.tree.leaves(eight), strict=True):
