@@ -235,8 +235,9 @@ def train_batches(
     Epochs follow each other (a run crosses epoch boundaries in one iterator). Batches are
     read (and for `StreamingSplit`, decoded and augmented) in `workers` processes (0: in
     this process); `place(images, labels)` (e.g. onto a device mesh) runs in a background
-    thread `prefetch` batches ahead. The iterator's `get_state()` after step s resumes at
-    step s with `set_state` in a pipeline built with the same `workers`, whatever the shard.
+    thread `prefetch` batches ahead (0: no thread, in the caller's). The iterator's
+    `get_state()` after step s resumes at step s with `set_state` in a pipeline built with
+    the same `workers`, whatever the shard and the prefetch.
     """
     if not isinstance(workers, int) or workers < 0:
         raise ValueError(f"workers must be a non-negative int, got {workers!r}")
@@ -247,6 +248,8 @@ def train_batches(
         dataset = dataset.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers))
     if place is not None:
         dataset = dataset.map(lambda batch: place(*batch))
+    if not prefetch:  # same iterator state; no per-batch deep copy of it (~50 us on CPU)
+        return dataset
     return grain.experimental.ThreadPrefetchIterDataset(dataset, prefetch_buffer_size=prefetch)
 
 
