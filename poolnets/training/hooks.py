@@ -16,6 +16,7 @@ counted as training.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -65,6 +66,26 @@ class Every:
         return step in self.at or any(step % p == 0 for p in self.periods)
 
 
+class Deferred:
+    """Host writes put off until the next train step is queued (the device then computes
+    while the host writes). The hooks of a loop share one, so records stay in step order:
+    each hook first does the writes put off at earlier steps (`flush(before=step)`), and a
+    write that a checkpoint must follow is done at once (`flush()`). A write that raises (a
+    diverged run) stops the ones after it."""
+
+    def __init__(self) -> None:
+        self._writes: list[tuple[int, Callable[[], None]]] = []
+
+    def add(self, step: int, write: Callable[[], None]) -> None:
+        self._writes.append((step, write))
+
+    def flush(self, before: int | None = None) -> None:
+        """Does the writes put off at steps < `before` (None: all of them), in order."""
+        while self._writes and (before is None or self._writes[0][0] < before):
+            _, write = self._writes.pop(0)
+            write()
+
+
 class Hook:
     """Called after every train step; `close` once at the end of the run."""
 
@@ -97,8 +118,8 @@ class LogMetrics(Hook):
 
     The fetch waits for the step, so at a due step it is deferred to the next call, when
     the next step is already queued behind it: the device is not left idle while the host
-    fetches and writes (the loop's only host sync otherwise). Where `at_once(step)` (a step
-    whose evaluation or checkpoint must follow its record) the record is written at once.
+    fetches and writes (the loop's only host sync besides evaluations). Where
+    `at_once(step)` (a step whose checkpoint must follow its record) it is written at once.
     record(entry) writes the record (metrics.jsonl, TensorBoard); progress(n, entry) moves
     the console's progress bar by n steps; last_good() says which checkpoint holds the last
     good state, for the divergence message.
@@ -108,27 +129,26 @@ class LogMetrics(Hook):
                  batch_size: int, steps_per_epoch: int,
                  learning_rate: Callable[[int], Any], record: Callable[[dict], None],
                  progress: Callable[[int, dict], None], last_good: Callable[[], str],
-                 clock: Stopwatch):
+                 clock: Stopwatch, later: Deferred | None = None):
         self.due, self.at_once = due, at_once
         self.batch_size, self.steps_per_epoch = batch_size, steps_per_epoch
         self.learning_rate, self.record, self.progress = learning_rate, record, progress
         self.last_good, self.clock = last_good, clock
+        self.later = Deferred() if later is None else later
         self.pending: list[Any] = []
-        self.deferred: tuple[int, list[Any]] | None = None
         self.since = clock.elapsed()
 
     def __call__(self, step: int, state: Any, metrics: Any) -> None:
-        if self.deferred is not None:
-            self.write(*self.deferred)
+        self.later.flush(before=step)
         self.pending.append(metrics)
         if self.due(step):
-            self.deferred, self.pending = (step, self.pending), []
+            self.later.add(step, functools.partial(self.write, step, self.pending))
+            self.pending = []
             if self.at_once(step):
-                self.write(*self.deferred)
+                self.later.flush()
 
     def write(self, step: int, steps_metrics: list[Any]) -> None:
         """Writes the record of `step` from the metrics of the steps up to it."""
-        self.deferred = None
         jax.block_until_ready(steps_metrics[-1])  # one wait: the steps finish in order
         # np.asarray per leaf: a seventh of jax.device_get's host time for many scalars
         logged = jax.tree.map(np.asarray, steps_metrics)
@@ -156,16 +176,24 @@ class LogMetrics(Hook):
 
 class Evaluate(Periodic):
     """When due, waits for the queued train steps (train time), then evaluates
-    (`evaluate(state) -> {"test_loss", "test_accuracy"}`) outside the train phase and
-    records the result with its eval_s; `results` holds every one, in order."""
+    (`evaluate(state) -> {"test_loss", "test_accuracy"}`) outside the train phase; `results`
+    holds every result, in order. Its record (with eval_s) and console line are put off
+    (`later`) until the next train step is queued, so the device does not wait for the
+    host's writes; where `at_once(step)` (a checkpoint follows) they are written at once."""
 
     def __init__(self, due: Callable[[int], bool], evaluate: Callable[[Any], dict], *,
-                 steps_per_epoch: int, record: Callable[[dict], None],
-                 say: Callable[[str], None], clock: Stopwatch):
+                 at_once: Callable[[int], bool], steps_per_epoch: int,
+                 record: Callable[[dict], None], say: Callable[[str], None], clock: Stopwatch,
+                 later: Deferred | None = None):
         super().__init__(due)
-        self.evaluate, self.steps_per_epoch = evaluate, steps_per_epoch
+        self.evaluate, self.at_once, self.steps_per_epoch = evaluate, at_once, steps_per_epoch
         self.record, self.say, self.clock = record, say, clock
+        self.later = Deferred() if later is None else later
         self.results: list[dict] = []
+
+    def __call__(self, step: int, state: Any, metrics: Any) -> None:
+        self.later.flush(before=step)
+        super().__call__(step, state, metrics)
 
     def run(self, step: int, state: Any) -> None:
         jax.block_until_ready(state)  # so eval_s does not include queued train steps
@@ -174,12 +202,18 @@ class Evaluate(Periodic):
             result = {"step": step, "epoch": round(step / self.steps_per_epoch, 3),
                       **self.evaluate(state)}
             result["eval_s"] = round(time.perf_counter() - begin, 3)
-            self.record(result)
-            self.results.append(result)
-            self.say(f"epoch {result['epoch']:g}  step {step}  "
-                     f"test_loss {result['test_loss']:.4f}  "
-                     f"test_accuracy {result['test_accuracy']:.4f}  "
-                     f"eval_s {result['eval_s']:.1f}")
+        self.results.append(result)
+        self.later.add(step, functools.partial(self.write, result))
+        if self.at_once(step):
+            self.later.flush()
+
+    def write(self, result: dict) -> None:
+        """Records `result` and says it on the console."""
+        self.record(result)
+        self.say(f"epoch {result['epoch']:g}  step {result['step']}  "
+                 f"test_loss {result['test_loss']:.4f}  "
+                 f"test_accuracy {result['test_accuracy']:.4f}  "
+                 f"eval_s {result['eval_s']:.1f}")
 
     def eval_s(self) -> float:
         return sum(r["eval_s"] for r in self.results)

@@ -178,22 +178,25 @@ def _make_hooks(run: _Run, record: Any, console: observe.Console, data_state: An
     config, total = run.config, run.recipe.total_steps
     per_epoch = run.recipe.steps_per_epoch
     rates = schedule_table(run.recipe.schedule, total)
+    # a checkpoint at step s implies every record <= s: those are written at once, the
+    # others after the next step is queued
+    saves = hooks.Every(config.checkpoint_every_steps, at=(total,))
+    later = hooks.Deferred()
     return [
-        hooks.LogMetrics(  # also before each checkpoint and evaluation, then at once
+        hooks.LogMetrics(  # a record at each evaluation's and checkpoint's step too
             hooks.Every(config.log_every, config.checkpoint_every_steps, per_epoch,
                         at=(total,)),
-            at_once=hooks.Every(config.checkpoint_every_steps, per_epoch, at=(total,)),
+            at_once=saves,
             batch_size=config.batch_size, steps_per_epoch=per_epoch,
             learning_rate=rates.__getitem__, record=record, progress=console.advance,
-            last_good=run.checkpoints.last_good, clock=clock),
+            last_good=run.checkpoints.last_good, clock=clock, later=later),
         hooks.Evaluate(
             hooks.Every(per_epoch, at=(total,)),
             functools.partial(evaluate, run.eval_fn, mesh=run.mesh, data=run.test,
                               batch_size=config.eval_batch_size),
-            steps_per_epoch=per_epoch, record=record, say=console.say, clock=clock),
-        # after the evaluation, so a checkpoint at step s implies all records <= s
-        hooks.Checkpoint(hooks.Every(config.checkpoint_every_steps, at=(total,)),
-                         run.checkpoints.save, data_state, clock),
+            at_once=saves, steps_per_epoch=per_epoch, record=record, say=console.say,
+            clock=clock, later=later),
+        hooks.Checkpoint(saves, run.checkpoints.save, data_state, clock),  # after the eval
         hooks.Profile(run.workdir, config.profile_steps, (run.resume_step or 0) + 1),
     ]
 

@@ -41,9 +41,10 @@ class Console:
 
     def advance(self, steps: int, entry: dict[str, Any]) -> None:
         if self._bar is not None:
+            # one redraw at most, by update() and only after tqdm's minimum interval
             self._bar.set_postfix(loss=f"{entry['train_loss']:.4f}",
                                   acc=f"{entry['train_accuracy']:.3f}",
-                                  img_s=f"{entry['images_per_s']:.0f}")
+                                  img_s=f"{entry['images_per_s']:.0f}", refresh=False)
             self._bar.update(steps)
 
     def close(self) -> None:

@@ -43,9 +43,10 @@ def _drive(every_hook, steps, bad_step=None):
 
 
 def test_the_loops_hooks_log_then_evaluate_then_checkpoint(tmp_path, monkeypatch):
-    """10 steps of 4 per epoch, a log every 3, a checkpoint every 5: a record before each
-    evaluation and checkpoint, a checkpoint after the evaluation of the same step, one
-    evaluation at each epoch's end and at the last step, one checkpoint after the last."""
+    """10 steps of 4 per epoch, a log every 3, a checkpoint every 5: a train record of each
+    evaluation's and checkpoint's step before the evaluation's record and the save, a
+    checkpoint after the evaluation of the same step, one evaluation at each epoch's end and
+    at the last step, one checkpoint after the last."""
     events = []
     monkeypatch.setattr(loop, "evaluate", lambda eval_fn, state, **kw: (
         events.append(("eval",)) or {"test_loss": 1.0, "test_accuracy": 0.5}))
@@ -56,6 +57,8 @@ def test_the_loops_hooks_log_then_evaluate_then_checkpoint(tmp_path, monkeypatch
     every_hook = loop._make_hooks(run, record, console, lambda: {"iterator": "state"},
                                   hooks.Stopwatch())
     _drive(every_hook, range(1, 11))
+    # step 4's evaluation runs at once; its record and step 4's follow once step 5 is queued
+    assert events[:4] == [("log", 3), ("eval",), ("log", 4), ("eval", 4)]
     events = [e for e in events if e != ("eval",)]  # the evaluate call itself, then its record
     assert events == [
         ("log", 3), ("log", 4), ("eval", 4), ("log", 5), ("save", 5, {"iterator": "state"}),
@@ -64,9 +67,25 @@ def test_the_loops_hooks_log_then_evaluate_then_checkpoint(tmp_path, monkeypatch
     ]
 
 
+def test_an_evaluation_of_a_diverged_step_is_never_recorded(tmp_path, monkeypatch):
+    """Step 4 (an epoch's end) is NaN: its evaluation runs, but the run stops at step 5's
+    first hook, when step 4's train record is written, before the evaluation's record."""
+    events = []
+    monkeypatch.setattr(loop, "evaluate", lambda eval_fn, state, **kw: (
+        events.append(("eval",)) or {"test_loss": float("nan"), "test_accuracy": 0.1}))
+    run = _fake_run(events, tmp_path, total=10, per_epoch=4, log_every=3, checkpoint_every=5)
+    record = lambda entry: events.append(("eval" if "test_loss" in entry else "log",  # noqa: E731
+                                          entry["step"]))
+    console = types.SimpleNamespace(advance=lambda n, entry: None, say=lambda line: None)
+    every_hook = loop._make_hooks(run, record, console, lambda: {}, hooks.Stopwatch())
+    with pytest.raises(hooks.TrainingDiverged, match="NaN/Inf at step 4"):
+        _drive(every_hook, range(1, 11), bad_step=4)
+    assert ("log", 3) in events and ("eval", 4) not in events and ("log", 4) not in events
+
+
 def test_log_averages_the_steps_since_the_last_record_written_after_the_next_step():
     """A record waits for the next step to be queued (no idle device while the host fetches
-    and writes), except at the steps `at_once` names (an evaluation or checkpoint follows)."""
+    and writes), except at the steps `at_once` names (a checkpoint follows)."""
     records, moved = [], []
     log = hooks.LogMetrics(hooks.Every(3), at_once=hooks.Every(None, at=(6,)), batch_size=8,
                            steps_per_epoch=4, learning_rate=lambda step: step / 100,
