@@ -91,7 +91,7 @@ def main() -> None:
     cifar = Split(np.random.default_rng(0).integers(0, 256, (50000, 32, 32, 3), np.uint8),
                   np.zeros(50000, np.int32))
     for name, data, batch, epochs in (
-        ("digits (float32 32x32x1, in memory)", digits, 64, 20),
+        ("digits (uint8 32x32x1, in memory)", digits, 64, 20),
         ("CIFAR-sized uint8 32x32x3 x 50000 (in memory)", cifar, 128, 1),
     ):
         steps = epochs * (len(data) // batch)

@@ -5,10 +5,10 @@
 writes the newest checkpoint of the training run in RUN as one serialized
 `jax.export.Exported`: lowered for CPU and CUDA, with a symbolic batch size, the weights
 baked in as constants, the input as the dataset stores it (`(N, H, W, C)`, uint8 for the
-TFDS datasets, float32 in [0, 1] for `digits` and `textures`) and the dataset's evaluation
-preprocessing (scale, pad, per-channel normalisation; no augmentation) inside. Its output is
-float32 logits `(N, num_classes)`. Load it with `jax.export.deserialize(data).call(images)`;
-docs/export.md shows how.
+TFDS datasets, uint8 levels 0..16 for `digits`, float32 in [0, 1] for `textures`) and the
+dataset's evaluation preprocessing (scale, pad, per-channel normalisation; no augmentation)
+inside. Its output is float32 logits `(N, num_classes)`. Load it with
+`jax.export.deserialize(data).call(images)`; docs/export.md shows how.
 
 The core, `export_fn(apply_fn, image_shape, ...)`, takes any function from normalised
 float32 images to logits, so Linen (`linen_apply`) and NNX (`nnx_apply`) models go through

@@ -57,7 +57,7 @@ WRITE_RUN = textwrap.dedent("""
     checkpoints.write_config(config.to_dict())
     checkpoints.save(7, state)
     checkpoints.close()
-    images = np.random.default_rng(0).random((3, 32, 32, 1), np.float32)
+    images = np.random.default_rng(0).integers(0, 17, (3, 32, 32, 1), np.uint8)  # levels
     x = preprocess(images, None, DATASETS["digits"].preprocess)
     np.save(f"{workdir}/images.npy", images)
     np.save(f"{workdir}/logits.npy", merge(graphdef, state)(x, train=False))
@@ -91,7 +91,7 @@ def test_cli_writes_a_program_that_gives_the_models_logits_at_batch_1_and_3(run,
     assert exported.platforms == ("cpu", "cuda")
     (aval,) = exported.in_avals
     assert str(aval.shape[0]) == "batch" and aval.shape[1:] == (32, 32, 1)
-    assert aval.dtype == np.float32  # digits are stored as float32 in [0, 1]
+    assert aval.dtype == np.uint8  # digits are stored as grey levels 0..16
     for n in (1, 3):
         got = exported.call(images[:n])
         assert got.shape == (n, 10) and got.dtype == np.float32

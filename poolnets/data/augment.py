@@ -1,8 +1,9 @@
 """On-device preprocessing inside the jitted steps: scale, pad, shift/crop, flip, normalise.
 
-A batch arrives as stored (uint8 0..255, or float32 already in [0, 1] for `digits`); the
-step turns it into normalised float32 with `preprocess`. Augmentation draws from an
-explicit JAX key, so a step's randomness is a function of (seed, step) and survives resume.
+A batch arrives as stored (uint8: 0..255, or 0..16 for `digits`; float32 in [0, 1] for
+`textures`); the step turns it into normalised float32 with `preprocess`. Augmentation
+draws from an explicit JAX key, so a step's randomness is a function of (seed, step) and
+survives resume.
 """
 
 from __future__ import annotations

@@ -48,23 +48,31 @@ class DatasetSpec:
     stored_dtype: str = "uint8"
 
 
-def digits_to_lenet_input(images: np.ndarray) -> np.ndarray:
-    """Maps raw digits (N, 8, 8, 1) with grey levels 0..16 to (N, 32, 32, 1) float32 in [0, 1].
+def digits_to_lenet_levels(images: np.ndarray) -> np.ndarray:
+    """Maps raw digits (N, 8, 8, 1) with grey levels 0..16 to (N, 32, 32, 1) uint8 levels,
+    as `digits` is stored (a quarter of float32's bytes to gather and hand to the step,
+    whose preprocessing scales them by 1/16).
 
-    value = level / 16; each pixel is repeated into a 2x2 block (8x8 -> 16x16), then zero
-    padded by 8 pixels on every side (16x16 -> 32x32). Zero is the background grey level.
+    Each pixel is repeated into a 2x2 block (8x8 -> 16x16), then zero padded by 8 pixels
+    on every side (16x16 -> 32x32). Zero is the background grey level.
     """
-    x = np.asarray(images, np.float32) / DIGITS_GREY_LEVELS
+    x = np.asarray(images, np.uint8)
     x = x.repeat(DIGITS_UPSAMPLE, axis=1).repeat(DIGITS_UPSAMPLE, axis=2)
     b = DIGITS_BORDER
     return np.pad(x, ((0, 0), (b, b), (b, b), (0, 0)))
+
+
+def digits_to_lenet_input(images: np.ndarray) -> np.ndarray:
+    """Raw digits (N, 8, 8, 1) -> (N, 32, 32, 1) float32 in [0, 1]: value = level / 16 of
+    `digits_to_lenet_levels`, what LeNet-5 sees before augmentation."""
+    return digits_to_lenet_levels(images).astype(np.float32) / DIGITS_GREY_LEVELS
 
 
 def _read_digits(data_dir: str, split: str) -> Split:
     from poolnets.data import digits
 
     images, labels, _ = digits.read_split(data_dir, split)
-    return Split(digits_to_lenet_input(images), labels)
+    return Split(digits_to_lenet_levels(images), labels)
 
 
 def _read_textures(data_dir: str, split: str) -> Split:
@@ -95,8 +103,8 @@ _IMAGENET = Preprocess(scale=1 / 255, flip=True,
                        mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
 
 DATASETS: dict[str, DatasetSpec] = {
-    "digits": DatasetSpec(10, (32, 32, 1), _read_digits, Preprocess(max_shift=2),
-                          stored_dtype="float32"),
+    "digits": DatasetSpec(10, (32, 32, 1), _read_digits,
+                          Preprocess(scale=1 / DIGITS_GREY_LEVELS, max_shift=2)),
     "textures": DatasetSpec(8, (32, 32, 1), _read_textures, stored_dtype="float32"),
     "mnist": DatasetSpec(10, (32, 32, 1), _tfds("mnist"), _MNIST, stored_shape=(28, 28, 1)),
     "fashion_mnist": DatasetSpec(10, (32, 32, 1), _tfds("fashion_mnist"), _FASHION,

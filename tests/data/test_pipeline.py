@@ -10,23 +10,29 @@ from poolnets.data import (
     Split,
     dataset_names,
     digits_to_lenet_input,
+    digits_to_lenet_levels,
     epoch_batches,
     eval_batches,
     get_spec,
     load_split,
+    preprocess,
     random_shift,
     train_batches,
 )
 
 
-def test_digits_served_at_32x32_with_border(digits_dir):
+def test_digits_served_at_32x32_with_border_as_grey_levels(digits_dir):
     data = load_split("digits", "test", digits_dir)
-    assert data.images.shape == (355, 32, 32, 1) and data.images.dtype == np.float32
+    assert data.images.shape == (355, 32, 32, 1) and data.images.dtype == np.uint8
     assert data.labels.dtype == np.int32
-    assert data.images.min() == 0.0 and data.images.max() == 1.0
+    assert data.images.min() == 0 and data.images.max() == 16
     border = np.ones((32, 32), bool)
     border[8:24, 8:24] = False
     assert not data.images[:, border].any()
+    # the step's preprocessing (no augmentation) gives digits_to_lenet_input's [0, 1] values
+    raw = data.images[:, 8:24:2, 8:24:2]  # one pixel of each 2x2 block: the 8x8 source
+    x = preprocess(data.images, None, get_spec("digits").preprocess)
+    np.testing.assert_array_equal(np.asarray(x), digits_to_lenet_input(raw))
 
 
 def test_upsampling_brute_force():
@@ -39,6 +45,7 @@ def test_upsampling_brute_force():
             for j in range(16):
                 expected[n, 8 + i, 8 + j, 0] = raw[n, i // 2, j // 2, 0] / 16
     np.testing.assert_array_equal(out, expected)
+    np.testing.assert_array_equal(digits_to_lenet_levels(raw), expected * 16)
 
 
 def test_unknown_dataset_names_choices():

@@ -12,7 +12,7 @@ import pytest
 from conftest import TinyCNN
 from flax import nnx
 
-from poolnets.data import load_split
+from poolnets.data import get_spec, load_split
 from poolnets.training import TIMING_KEYS, ConfigError, train_and_evaluate
 from poolnets.training.artifacts import Checkpoints
 from poolnets.training.loop import evaluate, input_prefetch
@@ -75,7 +75,8 @@ def test_tiny_run_learns_and_writes_artifacts(tmp_path, tiny_config, tiny_model,
     assert restored.batch_stats
     # ... and evaluating it reproduces the run's final test figures.
     test = load_split("digits", "test", tiny_config.data_dir)
-    eval_fn = jax.jit(functools.partial(eval_step, model=graphdef))
+    eval_fn = jax.jit(functools.partial(eval_step, model=graphdef,
+                                        preprocess_spec=get_spec("digits").preprocess))
     again = evaluate(eval_fn, restored, make_mesh(), test, 128)
     assert again["test_accuracy"] == summary["test_accuracy"]
     assert again["test_loss"] == pytest.approx(summary["test_loss"], rel=1e-6)

@@ -1,5 +1,6 @@
 """Checkpoints, resume after SIGKILL, NaN stop, and checkpoints that must not be resumed."""
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -16,7 +17,7 @@ import numpy as np
 import pytest
 
 import poolnets.training.loop as loop
-from poolnets.data import Split, epoch_batches
+from poolnets.data import Split, epoch_batches, pipeline
 from poolnets.training import (
     TIMING_KEYS,
     CheckpointError,
@@ -200,11 +201,13 @@ def test_nan_stops_at_the_exact_step_keeping_the_last_good_checkpoint(
         # one NaN pixel in an example of the 10th batch of epoch 0 -> step 10 is not finite
         batches = epoch_batches(Split(train.images, np.arange(len(train))), 32, seed=0, epoch=0)
         victim = [labels for _, labels in batches][9][5]
-        images = train.images.copy()
+        images = train.images.astype(np.float32)  # uint8 grey levels cannot hold a NaN
         images[victim, 16, 16, 0] = np.nan
-        return Split(images, train.labels), test
+        return Split(images, train.labels), Split(test.images.astype(np.float32), test.labels)
 
     monkeypatch.setattr(loop, "load_data", poisoned)
+    monkeypatch.setitem(pipeline.DATASETS, "digits",  # the steps then take float32 levels
+                        dataclasses.replace(pipeline.DATASETS["digits"], stored_dtype="float32"))
     tiny_config.checkpoint_every_steps = 4
     tiny_config.log_every = 3
     workdir = tmp_path / "run"
