@@ -4,4 +4,4 @@ Importing this package never imports TensorFlow: the data pipeline (which uses
 tensorflow-datasets) is imported lazily by `poolnets.data`.
 """
 
-__version__ = "0.2.0"
+__version__ = "0.2.1"
