@@ -256,7 +256,7 @@ def train_batches(
         dataset = dataset.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers))
     if place is not None:
         dataset = dataset.map(lambda batch: place(*batch))
-    if not prefetch:  # same iterator state; no per-batch deep copy of it (~50 us on CPU)
+    if not prefetch:  # same iterator state, without the wrapper's per-batch deep copy of it
         return dataset
     return grain.experimental.ThreadPrefetchIterDataset(dataset, prefetch_buffer_size=prefetch)
 
